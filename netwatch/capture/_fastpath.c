@@ -1,0 +1,1315 @@
+/*
+ * netwatch._fastpath: pcap/pcapng framing and a flow-head classifier, in C.
+ *
+ * Why netwatch carries its own framing and classifier instead of reusing a library:
+ *   - libpcap cannot read a pcapng file whose interfaces have different link types,
+ *     and it offers no streaming API over a Python buffer (gzip, stdin, pipes);
+ *   - BPF cannot track flows, so it cannot express "the first N packets of each
+ *     flow, plus DNS/DHCP, plus fragments", which is what the extractors need;
+ *   - pcapy-ng's in-C classifier is IPv4-only and does not look inside tunnels.
+ * A Python loop that merely touches every packet of a 1 M-packet capture costs
+ * seconds, so framing and the keep/drop decision happen here and only candidate
+ * packets become Python objects (RawPacket); every other frame is only counted.
+ *
+ * Everything in this file reads hostile bytes: every read is bounds-checked
+ * against the captured length, no length field drives an allocation beyond the
+ * bounds below, and decoding never recurses deeper than MAX_TUNNEL_DEPTH.
+ *
+ * Format references: pcap and pcapng, IETF draft-ietf-opsawg-pcap and
+ * draft-ietf-opsawg-pcapng; link types https://www.tcpdump.org/linktypes.html;
+ * GRE RFC 2784/2890; VXLAN RFC 7348; PPPoE RFC 2516; MPLS RFC 3032;
+ * IPv6 extension headers RFC 8200 section 4, AH RFC 4302.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Bounds                                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_BLOCK_BYTES (128u * 1024u * 1024u) /* sane upper bound of one record/block */
+#define MIN_CAPLEN_BOUND 262144u                /* libpcap's MAXIMUM_SNAPLEN */
+#define MAX_INTERFACES 65536u                   /* pcapng interfaces per section */
+#define MAX_TUNNEL_DEPTH 4                      /* nested encapsulations followed */
+#define MAX_VLAN_TAGS 8
+#define MAX_MPLS_LABELS 16
+#define MAX_IPV6_EXT 16
+#define MAX_LINKTYPES_SEEN 64
+#define BUCKET_SIZE 4
+
+/* ------------------------------------------------------------------------ */
+/* Byte readers                                                               */
+/* ------------------------------------------------------------------------ */
+
+static inline uint16_t be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t le16(const uint8_t *p) { return (uint16_t)((p[1] << 8) | p[0]); }
+static inline uint32_t le32(const uint8_t *p)
+{
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
+}
+static inline uint16_t rd16(const uint8_t *p, int big) { return big ? be16(p) : le16(p); }
+static inline uint32_t rd32(const uint8_t *p, int big) { return big ? be32(p) : le32(p); }
+static inline uint64_t rd64(const uint8_t *p, int big)
+{
+    uint64_t a = rd32(p, big), b = rd32(p + 4, big);
+    return big ? (a << 32) | b : (b << 32) | a;
+}
+
+/* ------------------------------------------------------------------------ */
+/* RawPacket construction                                                     */
+/* ------------------------------------------------------------------------ */
+
+static PyTypeObject *packet_type = NULL; /* netwatch.model.RawPacket (a tuple subclass) */
+
+static int check_packet_type(PyObject *obj)
+{
+    if (!PyType_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "packet type must be a class");
+        return -1;
+    }
+    PyTypeObject *t = (PyTypeObject *)obj;
+    if (!PyType_IsSubtype(t, &PyTuple_Type) || t->tp_basicsize != PyTuple_Type.tp_basicsize ||
+        t->tp_itemsize != PyTuple_Type.tp_itemsize) {
+        PyErr_SetString(PyExc_TypeError, "packet type must be a NamedTuple (tuple subclass without __dict__)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *set_packet_type(PyObject *module, PyObject *obj)
+{
+    if (check_packet_type(obj) < 0)
+        return NULL;
+    Py_INCREF(obj);
+    Py_XSETREF(packet_type, (PyTypeObject *)obj);
+    Py_RETURN_NONE;
+}
+
+/* Import netwatch.model.RawPacket the first time a packet is built. */
+static int ensure_packet_type(void)
+{
+    if (packet_type != NULL)
+        return 0;
+    PyObject *mod = PyImport_ImportModule("netwatch.model");
+    if (mod == NULL)
+        return -1;
+    PyObject *cls = PyObject_GetAttrString(mod, "RawPacket");
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return -1;
+    if (check_packet_type(cls) < 0) {
+        Py_DECREF(cls);
+        return -1;
+    }
+    packet_type = (PyTypeObject *)cls;
+    return 0;
+}
+
+/* Append RawPacket(frame, ts, linktype, data) to list; -1 on error. */
+static int append_packet(PyObject *list, uint64_t frame, double ts, uint32_t linktype, const uint8_t *data,
+                         size_t len)
+{
+    PyObject *pkt = packet_type->tp_alloc(packet_type, 4);
+    if (pkt == NULL)
+        return -1;
+    PyObject *f = PyLong_FromUnsignedLongLong(frame);
+    PyObject *t = PyFloat_FromDouble(ts);
+    PyObject *l = PyLong_FromUnsignedLong(linktype);
+    PyObject *d = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)len);
+    if (f == NULL || t == NULL || l == NULL || d == NULL) {
+        Py_XDECREF(f);
+        Py_XDECREF(t);
+        Py_XDECREF(l);
+        Py_XDECREF(d);
+        Py_DECREF(pkt);
+        return -1;
+    }
+    PyTuple_SET_ITEM(pkt, 0, f);
+    PyTuple_SET_ITEM(pkt, 1, t);
+    PyTuple_SET_ITEM(pkt, 2, l);
+    PyTuple_SET_ITEM(pkt, 3, d);
+    int rc = PyList_Append(list, pkt);
+    Py_DECREF(pkt);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packet decoding: link layer -> encapsulations -> IP -> transport            */
+/* ------------------------------------------------------------------------ */
+
+enum decode_result {
+    D_FLOW,          /* TCP or UDP: flow_info filled */
+    D_ALWAYS,        /* always admitted (DNS/DHCP ports) */
+    D_NON_IP,        /* not IP: drop */
+    D_OTHER_PROTO,   /* IP but not TCP/UDP: drop */
+    D_UNDECODABLE,   /* truncated or garbage: admit, Python counts it */
+    D_FRAGMENT,      /* IP fragment: admit, Python reassembles */
+    D_UNKNOWN_LINK,  /* link type we do not decode: admit */
+};
+
+typedef struct {
+    uint8_t version;
+    uint8_t proto;
+    uint8_t tcp_flags;
+    uint16_t vlan;
+    uint16_t sport, dport;
+    uint32_t payload_len;
+    uint8_t src[16], dst[16];
+} flow_info;
+
+static int decode_ethernet(const uint8_t *p, size_t n, flow_info *fi, int depth);
+static int decode_ipv4(const uint8_t *p, size_t n, flow_info *fi, int depth);
+static int decode_ipv6(const uint8_t *p, size_t n, flow_info *fi, int depth);
+
+/* Decode an IP packet whose version is given by its first nibble. */
+static int decode_ip_guess(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n < 1)
+        return D_UNDECODABLE;
+    switch (p[0] >> 4) {
+    case 4:
+        return decode_ipv4(p, n, fi, depth);
+    case 6:
+        return decode_ipv6(p, n, fi, depth);
+    default:
+        return D_UNDECODABLE;
+    }
+}
+
+static int decode_ppp_proto(uint16_t proto, const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (proto == 0x0021)
+        return decode_ipv4(p, n, fi, depth);
+    if (proto == 0x0057)
+        return decode_ipv6(p, n, fi, depth);
+    return D_NON_IP;
+}
+
+/* PPP (LINKTYPE_PPP 9, PPP_HDLC 50): optional 0xff03 address/control, then a
+ * 1- or 2-byte protocol field (RFC 1661 section 6.5: protocol field compression). */
+static int decode_ppp(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n >= 2 && p[0] == 0xff && p[1] == 0x03) {
+        p += 2;
+        n -= 2;
+    }
+    if (n < 1)
+        return D_UNDECODABLE;
+    uint16_t proto;
+    if (p[0] & 1) { /* compressed one-byte protocol */
+        proto = p[0];
+        p += 1;
+        n -= 1;
+    } else {
+        if (n < 2)
+            return D_UNDECODABLE;
+        proto = be16(p);
+        p += 2;
+        n -= 2;
+    }
+    return decode_ppp_proto(proto, p, n, fi, depth);
+}
+
+/* Follow an ethertype through VLAN tags, MPLS label stacks and PPPoE session headers. */
+static int decode_ethertype(uint16_t type, const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    int tags = 0;
+    for (;;) {
+        switch (type) {
+        case 0x0800:
+            return decode_ipv4(p, n, fi, depth);
+        case 0x86dd:
+            return decode_ipv6(p, n, fi, depth);
+        case 0x8100:
+        case 0x88a8:
+        case 0x9100:
+            if (n < 4 || ++tags > MAX_VLAN_TAGS)
+                return D_UNDECODABLE;
+            fi->vlan = be16(p) & 0x0fff; /* the innermost tag wins */
+            type = be16(p + 2);
+            p += 4;
+            n -= 4;
+            continue;
+        case 0x8847:
+        case 0x8848: {
+            int labels = 0;
+            for (;;) {
+                if (n < 4 || ++labels > MAX_MPLS_LABELS)
+                    return D_UNDECODABLE;
+                uint32_t entry = be32(p);
+                p += 4;
+                n -= 4;
+                if (entry & 0x100) /* bottom of stack */
+                    break;
+            }
+            if (n < 1)
+                return D_UNDECODABLE;
+            switch (p[0] >> 4) {
+            case 4:
+                return decode_ipv4(p, n, fi, depth);
+            case 6:
+                return decode_ipv6(p, n, fi, depth);
+            case 0: /* pseudowire control word (RFC 4385) then Ethernet */
+                if (depth + 1 > MAX_TUNNEL_DEPTH || n < 4)
+                    return D_UNDECODABLE;
+                return decode_ethernet(p + 4, n - 4, fi, depth + 1);
+            default:
+                return D_NON_IP;
+            }
+        }
+        case 0x8864: /* PPPoE session: ver/type, code, session id, length, PPP protocol */
+            if (n < 8)
+                return D_UNDECODABLE;
+            return decode_ppp_proto(be16(p + 6), p + 8, n - 8, fi, depth);
+        default:
+            return D_NON_IP;
+        }
+    }
+}
+
+static int decode_ethernet(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n < 14)
+        return D_UNDECODABLE;
+    uint16_t type = be16(p + 12);
+    if (type < 0x0600) /* 802.3 length field: LLC/SNAP, not IP for our purposes */
+        return D_NON_IP;
+    return decode_ethertype(type, p + 14, n - 14, fi, depth);
+}
+
+static int is_always_port(uint16_t port)
+{
+    /* DNS 53, DHCP 67/68, mDNS 5353, LLMNR 5355: long conversations on one 5-tuple */
+    return port == 53 || port == 67 || port == 68 || port == 5353 || port == 5355;
+}
+
+/* Transport header after IP. `declared` is the payload length the IP header claims
+ * (bounded by what was captured only for header reads, not for payload accounting). */
+static int decode_transport(uint8_t proto, const uint8_t *p, size_t n, size_t declared, flow_info *fi,
+                            int depth)
+{
+    switch (proto) {
+    case 6: { /* TCP */
+        if (n < 20)
+            return D_UNDECODABLE;
+        size_t doff = (size_t)(p[12] >> 4) * 4;
+        if (doff < 20 || declared < doff)
+            return D_UNDECODABLE;
+        fi->proto = 6;
+        fi->sport = be16(p);
+        fi->dport = be16(p + 2);
+        fi->tcp_flags = p[13];
+        size_t payload = declared - doff;
+        fi->payload_len = payload > 0xffffffffu ? 0xffffffffu : (uint32_t)payload;
+        return D_FLOW;
+    }
+    case 17: { /* UDP */
+        if (n < 8 || declared < 8)
+            return D_UNDECODABLE;
+        fi->proto = 17;
+        fi->sport = be16(p);
+        fi->dport = be16(p + 2);
+        uint16_t ulen = be16(p + 4);
+        size_t payload = (ulen >= 8 && ulen <= declared) ? (size_t)ulen - 8 : declared - 8;
+        fi->payload_len = (uint32_t)payload;
+        if (is_always_port(fi->sport) || is_always_port(fi->dport))
+            return D_ALWAYS;
+        /* VXLAN (RFC 7348): 8-byte header with the I flag, then Ethernet */
+        if (fi->dport == 4789 && n >= 16 && (p[8] & 0x08)) {
+            if (depth + 1 > MAX_TUNNEL_DEPTH)
+                return D_UNDECODABLE;
+            fi->vlan = 0; /* the key uses the VLAN id of the innermost Ethernet */
+            return decode_ethernet(p + 16, n - 16, fi, depth + 1);
+        }
+        return D_FLOW;
+    }
+    case 4: /* IPv4 in IP */
+        if (depth + 1 > MAX_TUNNEL_DEPTH)
+            return D_UNDECODABLE;
+        return decode_ipv4(p, n, fi, depth + 1);
+    case 41: /* IPv6 in IP (6in4) */
+        if (depth + 1 > MAX_TUNNEL_DEPTH)
+            return D_UNDECODABLE;
+        return decode_ipv6(p, n, fi, depth + 1);
+    case 47: { /* GRE, RFC 2784 / 2890 */
+        if (n < 4)
+            return D_UNDECODABLE;
+        uint16_t flags = be16(p);
+        if ((flags & 0x7) != 0 || (flags & 0x4000)) /* version != 0 (PPTP) or source routing */
+            return D_OTHER_PROTO;
+        size_t hlen = 4;
+        if (flags & 0x8000)
+            hlen += 4; /* checksum + reserved1 */
+        if (flags & 0x2000)
+            hlen += 4; /* key */
+        if (flags & 0x1000)
+            hlen += 4; /* sequence number */
+        if (n < hlen)
+            return D_UNDECODABLE;
+        if (depth + 1 > MAX_TUNNEL_DEPTH)
+            return D_UNDECODABLE;
+        uint16_t type = be16(p + 2);
+        if (type == 0x6558) { /* transparent Ethernet bridging */
+            fi->vlan = 0;
+            return decode_ethernet(p + hlen, n - hlen, fi, depth + 1);
+        }
+        return decode_ethertype(type, p + hlen, n - hlen, fi, depth + 1);
+    }
+    default:
+        return D_OTHER_PROTO;
+    }
+}
+
+static int decode_ipv4(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n < 20 || (p[0] >> 4) != 4)
+        return D_UNDECODABLE;
+    size_t ihl = (size_t)(p[0] & 0x0f) * 4;
+    if (ihl < 20 || ihl > n)
+        return D_UNDECODABLE;
+    size_t total = be16(p + 2);
+    size_t declared;
+    if (total == 0) { /* TSO/LRO captures leave it 0: trust the capture */
+        declared = n - ihl;
+    } else {
+        if (total < ihl)
+            return D_UNDECODABLE;
+        if (total < n)
+            n = total; /* cut link-layer padding */
+        declared = total - ihl;
+    }
+    if (be16(p + 6) & 0x3fff) /* MF flag or a fragment offset */
+        return D_FRAGMENT;
+    fi->version = 4;
+    memset(fi->src, 0, sizeof fi->src);
+    memset(fi->dst, 0, sizeof fi->dst);
+    memcpy(fi->src, p + 12, 4);
+    memcpy(fi->dst, p + 16, 4);
+    return decode_transport(p[9], p + ihl, n - ihl, declared, fi, depth);
+}
+
+static int decode_ipv6(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n < 40 || (p[0] >> 4) != 6)
+        return D_UNDECODABLE;
+    size_t plen = be16(p + 4);
+    if (plen != 0 && 40 + plen < n)
+        n = 40 + plen; /* cut link-layer padding */
+    size_t end_declared = plen != 0 ? 40 + plen : n; /* 0: jumbogram or TSO: trust the capture */
+    uint8_t nh = p[6];
+    size_t off = 40;
+    fi->version = 6;
+    memcpy(fi->src, p + 8, 16);
+    memcpy(fi->dst, p + 24, 16);
+    for (int i = 0; i < MAX_IPV6_EXT; i++) {
+        size_t len;
+        switch (nh) {
+        case 0:   /* hop-by-hop options */
+        case 43:  /* routing */
+        case 60:  /* destination options */
+        case 135: /* mobility */
+            if (off + 8 > n)
+                return D_UNDECODABLE;
+            len = ((size_t)p[off + 1] + 1) * 8;
+            break;
+        case 51: /* AH: length in 4-byte units minus 2 */
+            if (off + 8 > n)
+                return D_UNDECODABLE;
+            len = ((size_t)p[off + 1] + 2) * 4;
+            break;
+        case 44: /* fragment header */
+            return D_FRAGMENT;
+        default:
+            if (end_declared < off)
+                return D_UNDECODABLE;
+            return decode_transport(nh, p + off, n - off, end_declared - off, fi, depth);
+        }
+        nh = p[off];
+        off += len;
+        if (off > n)
+            return D_UNDECODABLE;
+    }
+    return D_UNDECODABLE; /* too many extension headers */
+}
+
+/* Decode one frame of the given link type. */
+static int decode_frame(int linktype, const uint8_t *p, size_t n, flow_info *fi)
+{
+    fi->vlan = 0;
+    switch (linktype) {
+    case 1: /* Ethernet */
+        return decode_ethernet(p, n, fi, 0);
+    case 113: /* Linux cooked v1: 16-byte header, protocol at 14 */
+        if (n < 16)
+            return D_UNDECODABLE;
+        return decode_ethertype(be16(p + 14), p + 16, n - 16, fi, 0);
+    case 276: /* Linux cooked v2: 20-byte header, protocol at 0 */
+        if (n < 20)
+            return D_UNDECODABLE;
+        return decode_ethertype(be16(p), p + 20, n - 20, fi, 0);
+    case 101: /* raw IP (LINKTYPE_RAW), and DLT_RAW's platform values 12 and 14 */
+    case 12:
+    case 14:
+        return decode_ip_guess(p, n, fi, 0);
+    case 228:
+        return decode_ipv4(p, n, fi, 0);
+    case 229:
+        return decode_ipv6(p, n, fi, 0);
+    case 0:     /* BSD NULL: AF in the capturing host's byte order */
+    case 108: { /* LOOP: AF in network byte order (accept both anyway) */
+        if (n < 4)
+            return D_UNDECODABLE;
+        uint32_t af_le = le32(p), af_be = be32(p);
+        if (af_le == 2 || af_be == 2)
+            return decode_ipv4(p + 4, n - 4, fi, 0);
+        if (af_le == 24 || af_le == 28 || af_le == 30 || af_be == 24 || af_be == 28 || af_be == 30)
+            return decode_ipv6(p + 4, n - 4, fi, 0);
+        return D_NON_IP;
+    }
+    case 9:  /* PPP */
+    case 50: /* PPP in HDLC-like framing */
+        return decode_ppp(p, n, fi, 0);
+    case 204: /* PPP_WITH_DIR: one direction byte, then PPP */
+        if (n < 1)
+            return D_UNDECODABLE;
+        return decode_ppp(p + 1, n - 1, fi, 0);
+    default:
+        return D_UNKNOWN_LINK;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* FlowFilter                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t key; /* 0 = empty slot */
+    double last_seen;
+    uint32_t packets;
+    uint32_t bytes;
+} flow_entry;
+
+typedef struct {
+    uint64_t frames, admitted, bulk, no_payload, always, non_ip, other_proto, undecodable, unknown_linktype,
+        fragments, syn, flows_evicted, flows_new;
+} filter_counters;
+
+typedef struct {
+    PyObject_HEAD
+    flow_entry *table;
+    uint32_t nbuckets;
+    uint32_t max_flows;
+    uint32_t head_packets;
+    uint32_t head_bytes;
+    double idle_timeout;
+    double latest_ts;
+    int admit_all;
+    filter_counters c;
+} FlowFilterObject;
+
+static inline uint64_t mix64(uint64_t x)
+{
+    /* splitmix64 finaliser (Steele, Lea, Flood 2014): full avalanche */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint64_t flow_key(const flow_info *fi)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ fi->version;
+    uint64_t tail = ((uint64_t)fi->sport << 48) | ((uint64_t)fi->dport << 32) | ((uint64_t)fi->proto << 24) |
+                    ((uint64_t)fi->vlan << 8) | fi->version;
+    if (fi->version == 4) {
+        uint32_t s, d;
+        memcpy(&s, fi->src, 4);
+        memcpy(&d, fi->dst, 4);
+        h = mix64(h ^ (((uint64_t)s << 32) | d));
+    } else {
+        h = mix64(h ^ load64(fi->src));
+        h = mix64(h ^ load64(fi->src + 8));
+        h = mix64(h ^ load64(fi->dst));
+        h = mix64(h ^ load64(fi->dst + 8));
+    }
+    h = mix64(h ^ tail);
+    return h ? h : 1;
+}
+
+/* Find (or create, evicting the least recently seen entry of the bucket) the
+ * entry of a directional flow. An entry idle for longer than idle_timeout restarts. */
+static flow_entry *flow_lookup(FlowFilterObject *self, uint64_t key, double ts)
+{
+    uint32_t bucket = (uint32_t)(((key >> 32) * (uint64_t)self->nbuckets) >> 32);
+    flow_entry *b = self->table + (size_t)bucket * BUCKET_SIZE;
+    flow_entry *empty = NULL, *oldest = NULL;
+    for (int i = 0; i < BUCKET_SIZE; i++) {
+        if (b[i].key == key) {
+            if (ts - b[i].last_seen > self->idle_timeout) {
+                b[i].packets = 0;
+                b[i].bytes = 0;
+                self->c.flows_new++;
+            }
+            b[i].last_seen = ts;
+            return &b[i];
+        }
+        if (b[i].key == 0) {
+            if (empty == NULL)
+                empty = &b[i];
+        } else if (oldest == NULL || b[i].last_seen < oldest->last_seen) {
+            oldest = &b[i];
+        }
+    }
+    flow_entry *victim = empty;
+    if (victim == NULL) {
+        victim = oldest;
+        self->c.flows_evicted++;
+    }
+    self->c.flows_new++;
+    victim->key = key;
+    victim->packets = 0;
+    victim->bytes = 0;
+    victim->last_seen = ts;
+    return victim;
+}
+
+/* Decide one frame: 1 = admit, 0 = drop. Updates counters. */
+static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size_t n, double ts)
+{
+    self->c.frames++;
+    if (ts > self->latest_ts)
+        self->latest_ts = ts;
+    if (self->admit_all) {
+        self->c.admitted++;
+        return 1;
+    }
+    flow_info fi;
+    int r = decode_frame(linktype, p, n, &fi);
+    switch (r) {
+    case D_NON_IP:
+        self->c.non_ip++;
+        return 0;
+    case D_OTHER_PROTO:
+        self->c.other_proto++;
+        return 0;
+    case D_UNDECODABLE:
+        self->c.undecodable++;
+        self->c.admitted++;
+        return 1;
+    case D_UNKNOWN_LINK:
+        self->c.unknown_linktype++;
+        self->c.admitted++;
+        return 1;
+    case D_FRAGMENT:
+        self->c.fragments++;
+        self->c.admitted++;
+        return 1;
+    case D_ALWAYS:
+        self->c.always++;
+        self->c.admitted++;
+        return 1;
+    default:
+        break;
+    }
+    /* D_FLOW: TCP or UDP */
+    if (fi.proto == 6 && (fi.tcp_flags & 0x12) == 0x02) { /* SYN without ACK: a new connection */
+        flow_entry *e = flow_lookup(self, flow_key(&fi), ts);
+        e->packets = fi.payload_len ? 1 : 0; /* TCP Fast Open data counts */
+        e->bytes = fi.payload_len;
+        self->c.syn++;
+        self->c.admitted++;
+        return 1;
+    }
+    if (fi.payload_len == 0) {
+        self->c.no_payload++;
+        return 0;
+    }
+    flow_entry *e = flow_lookup(self, flow_key(&fi), ts);
+    if (e->packets < self->head_packets && e->bytes < self->head_bytes) {
+        e->packets++;
+        uint64_t b = (uint64_t)e->bytes + fi.payload_len;
+        e->bytes = b > 0xffffffffu ? 0xffffffffu : (uint32_t)b;
+        self->c.admitted++;
+        return 1;
+    }
+    self->c.bulk++;
+    return 0;
+}
+
+static int FlowFilter_init(FlowFilterObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_flows", "head_packets", "head_bytes", "idle_timeout", "admit_all", NULL};
+    long long max_flows = 262144, head_packets = 10, head_bytes = 32768;
+    double idle_timeout = 120.0;
+    int admit_all = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|LLLdp:FlowFilter", kwlist, &max_flows, &head_packets,
+                                     &head_bytes, &idle_timeout, &admit_all))
+        return -1;
+    if (max_flows < 1 || max_flows > (1LL << 28)) {
+        PyErr_SetString(PyExc_ValueError, "max_flows must be in 1..2**28");
+        return -1;
+    }
+    if (head_packets < 0 || head_packets > 0xffffffffLL || head_bytes < 0 || head_bytes > 0xffffffffLL) {
+        PyErr_SetString(PyExc_ValueError, "head_packets and head_bytes must be in 0..2**32-1");
+        return -1;
+    }
+    if (!(idle_timeout >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "idle_timeout must be >= 0");
+        return -1;
+    }
+    uint32_t nbuckets = (uint32_t)((max_flows + BUCKET_SIZE - 1) / BUCKET_SIZE);
+    flow_entry *table = PyMem_Calloc((size_t)nbuckets * BUCKET_SIZE, sizeof(flow_entry));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(self->table);
+    self->table = table;
+    self->nbuckets = nbuckets;
+    self->max_flows = nbuckets * BUCKET_SIZE;
+    self->head_packets = (uint32_t)head_packets;
+    self->head_bytes = (uint32_t)head_bytes;
+    self->idle_timeout = idle_timeout;
+    self->latest_ts = -1e300;
+    self->admit_all = admit_all;
+    memset(&self->c, 0, sizeof self->c);
+    return 0;
+}
+
+static void FlowFilter_dealloc(FlowFilterObject *self)
+{
+    PyMem_Free(self->table);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int set_item_u64(PyObject *d, const char *name, uint64_t v)
+{
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    if (o == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(d, name, o);
+    Py_DECREF(o);
+    return rc;
+}
+
+static PyObject *FlowFilter_stats(FlowFilterObject *self, PyObject *unused)
+{
+    uint64_t active = 0;
+    size_t cap = (size_t)self->nbuckets * BUCKET_SIZE;
+    if (self->table != NULL) {
+        for (size_t i = 0; i < cap; i++)
+            if (self->table[i].key != 0 && self->latest_ts - self->table[i].last_seen <= self->idle_timeout)
+                active++;
+    }
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    const filter_counters *c = &self->c;
+    if (set_item_u64(d, "frames", c->frames) || set_item_u64(d, "admitted", c->admitted) ||
+        set_item_u64(d, "bulk", c->bulk) || set_item_u64(d, "no_payload", c->no_payload) ||
+        set_item_u64(d, "always", c->always) || set_item_u64(d, "non_ip", c->non_ip) ||
+        set_item_u64(d, "other_proto", c->other_proto) || set_item_u64(d, "undecodable", c->undecodable) ||
+        set_item_u64(d, "unknown_linktype", c->unknown_linktype) ||
+        set_item_u64(d, "fragments", c->fragments) || set_item_u64(d, "syn", c->syn) ||
+        set_item_u64(d, "flows_new", c->flows_new) || set_item_u64(d, "flows_evicted", c->flows_evicted) ||
+        set_item_u64(d, "flows_active", active) || set_item_u64(d, "max_flows", self->max_flows) ||
+        set_item_u64(d, "table_bytes", (uint64_t)cap * sizeof(flow_entry))) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int filter_ready(FlowFilterObject *self)
+{
+    if (self->table == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowFilter not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+/* admits(linktype, data, ts=0.0) -> bool: classify one frame (tests, odd callers). */
+static PyObject *FlowFilter_admits(FlowFilterObject *self, PyObject *args)
+{
+    int linktype;
+    Py_buffer data;
+    double ts = 0.0;
+    if (!PyArg_ParseTuple(args, "iy*|d:admits", &linktype, &data, &ts))
+        return NULL;
+    if (!filter_ready(self)) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    int r = classify(self, linktype, (const uint8_t *)data.buf, (size_t)data.len, ts);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(r);
+}
+
+/* filter_batch(linktype, packet_bytes, meta, first_frame) -> list[RawPacket]
+ * for pcapy-ng's next_batch(): meta holds 16-byte native records (sec, usec, offset, caplen). */
+static PyObject *FlowFilter_filter_batch(FlowFilterObject *self, PyObject *args)
+{
+    unsigned int linktype;
+    Py_buffer pkts, meta;
+    unsigned long long first_frame;
+    if (!PyArg_ParseTuple(args, "Iy*y*K:filter_batch", &linktype, &pkts, &meta, &first_frame))
+        return NULL;
+    PyObject *out = NULL;
+    if (!filter_ready(self) || ensure_packet_type() < 0)
+        goto done;
+    if (meta.len % 16 != 0) {
+        PyErr_SetString(PyExc_ValueError, "meta length must be a multiple of 16");
+        goto done;
+    }
+    out = PyList_New(0);
+    if (out == NULL)
+        goto done;
+    const uint8_t *base = (const uint8_t *)pkts.buf;
+    size_t total = (size_t)pkts.len;
+    Py_ssize_t count = meta.len / 16;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint32_t rec[4];
+        memcpy(rec, (const uint8_t *)meta.buf + i * 16, 16);
+        size_t off = rec[2], len = rec[3];
+        if (off > total || len > total - off) {
+            Py_CLEAR(out);
+            PyErr_Format(PyExc_ValueError, "meta record %zd points outside packet_bytes", i);
+            goto done;
+        }
+        double ts = (double)rec[0] + (double)rec[1] / 1e6;
+        if (classify(self, (int)linktype, base + off, len, ts) &&
+            append_packet(out, first_frame + (uint64_t)i, ts, linktype, base + off, len) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+    }
+done:
+    PyBuffer_Release(&pkts);
+    PyBuffer_Release(&meta);
+    return out;
+}
+
+static PyMethodDef FlowFilter_methods[] = {
+    {"stats", (PyCFunction)FlowFilter_stats, METH_NOARGS, "Counters as a dict."},
+    {"admits", (PyCFunction)FlowFilter_admits, METH_VARARGS,
+     "admits(linktype, data, ts=0.0) -> bool: classify one frame (updates the flow table)."},
+    {"filter_batch", (PyCFunction)FlowFilter_filter_batch, METH_VARARGS,
+     "filter_batch(linktype, packet_bytes, meta, first_frame) -> list[RawPacket]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FlowFilterType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "netwatch._fastpath.FlowFilter",
+    .tp_basicsize = sizeof(FlowFilterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "FlowFilter(max_flows=262144, head_packets=10, head_bytes=32768, idle_timeout=120.0, "
+              "admit_all=False)\n\nKeeps the head of each directional TCP/UDP flow (bounded table, LRU "
+              "per bucket), DNS/DHCP/mDNS/LLMNR, fragments and undecodable frames; drops the rest.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FlowFilter_init,
+    .tp_dealloc = (destructor)FlowFilter_dealloc,
+    .tp_methods = FlowFilter_methods,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Framer: pcap and pcapng records from a buffer that Python refills          */
+/* ------------------------------------------------------------------------ */
+
+enum { FMT_UNKNOWN = 0, FMT_PCAP = 1, FMT_PCAPNG = 2 };
+
+typedef struct {
+    uint32_t linktype;
+    uint32_t snaplen;
+    uint64_t units;   /* timestamp units per second */
+    int64_t tsoffset; /* seconds added to every timestamp */
+} iface_t;
+
+typedef struct {
+    PyObject_HEAD
+    int format;
+    int started;  /* file header / first SHB seen */
+    int big;      /* big-endian file or section */
+    /* pcap */
+    int nanosec;
+    int modified; /* 0xa1b2cd34: 24-byte record headers */
+    uint32_t snaplen;
+    uint32_t linktype;
+    /* pcapng */
+    iface_t *ifaces;
+    uint32_t n_ifaces, cap_ifaces;
+    double last_ts;
+    /* both */
+    uint64_t frame;
+    uint64_t next_record_size;
+    uint32_t linktypes_seen[MAX_LINKTYPES_SEEN];
+    int n_linktypes;
+} FramerObject;
+
+static void note_linktype(FramerObject *self, uint32_t lt)
+{
+    for (int i = 0; i < self->n_linktypes; i++)
+        if (self->linktypes_seen[i] == lt)
+            return;
+    if (self->n_linktypes < MAX_LINKTYPES_SEEN)
+        self->linktypes_seen[self->n_linktypes++] = lt;
+}
+
+static double ts_from_units(uint64_t t, uint64_t units, int64_t offset)
+{
+    return (double)(t / units) + (double)(t % units) / (double)units + (double)offset;
+}
+
+static int Framer_init(FramerObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Framer", kwlist))
+        return -1;
+    PyMem_Free(self->ifaces);
+    self->ifaces = NULL;
+    self->n_ifaces = self->cap_ifaces = 0;
+    self->format = FMT_UNKNOWN;
+    self->started = 0;
+    self->big = 0;
+    self->frame = 0;
+    self->last_ts = 0.0;
+    self->next_record_size = 0;
+    self->n_linktypes = 0;
+    return 0;
+}
+
+static void Framer_dealloc(FramerObject *self)
+{
+    PyMem_Free(self->ifaces);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Error reporting inside feed(): message plus offset relative to the buffer start. */
+typedef struct {
+    size_t offset;
+    char msg[160];
+    int set;
+} frame_error;
+
+#define FAIL(at, ...)                                                                                        \
+    do {                                                                                                     \
+        err->offset = (at);                                                                                  \
+        PyOS_snprintf(err->msg, sizeof err->msg, __VA_ARGS__);                                               \
+        err->set = 1;                                                                                        \
+        goto stop;                                                                                           \
+    } while (0)
+
+/* One admitted-or-not frame: classify, then append. -1 on Python error. */
+static int deliver(FramerObject *self, FlowFilterObject *filter, PyObject *list, uint32_t linktype, double ts,
+                   const uint8_t *data, size_t len)
+{
+    self->frame++;
+    if (filter != NULL && !classify(filter, (int)linktype, data, len, ts))
+        return 0;
+    return append_packet(list, self->frame, ts, linktype, data, len);
+}
+
+static int pcap_header(FramerObject *self, const uint8_t *p)
+{
+    uint32_t magic_le = le32(p);
+    switch (magic_le) {
+    case 0xa1b2c3d4: self->big = 0; self->nanosec = 0; self->modified = 0; break;
+    case 0xd4c3b2a1: self->big = 1; self->nanosec = 0; self->modified = 0; break;
+    case 0xa1b23c4d: self->big = 0; self->nanosec = 1; self->modified = 0; break;
+    case 0x4d3cb2a1: self->big = 1; self->nanosec = 1; self->modified = 0; break;
+    case 0xa1b2cd34: self->big = 0; self->nanosec = 0; self->modified = 1; break;
+    case 0x34cdb2a1: self->big = 1; self->nanosec = 0; self->modified = 1; break;
+    default:
+        return -1;
+    }
+    self->snaplen = rd32(p + 16, self->big);
+    /* LinkType field: low 16 bits are the link type, the top bits carry FCS information */
+    self->linktype = rd32(p + 20, self->big) & 0xffff;
+    note_linktype(self, self->linktype);
+    return 0;
+}
+
+static Py_ssize_t feed_pcap(FramerObject *self, const uint8_t *p, size_t n, FlowFilterObject *filter,
+                            PyObject *list, uint64_t *frames, frame_error *err)
+{
+    size_t off = 0;
+    if (!self->started) {
+        if (n < 24)
+            return 0;
+        if (pcap_header(self, p) < 0)
+            FAIL(0, "not a pcap file header");
+        self->started = 1;
+        off = 24;
+    }
+    size_t hdr = self->modified ? 24 : 16;
+    uint32_t bound = self->snaplen > MIN_CAPLEN_BOUND ? self->snaplen : MIN_CAPLEN_BOUND;
+    if (bound > MAX_BLOCK_BYTES)
+        bound = MAX_BLOCK_BYTES;
+    for (;;) {
+        if (n - off < hdr) {
+            self->next_record_size = hdr;
+            break;
+        }
+        const uint8_t *r = p + off;
+        uint32_t caplen = rd32(r + 8, self->big);
+        if (caplen > bound)
+            FAIL(off, "record length %u exceeds the bound %u", (unsigned)caplen, (unsigned)bound);
+        if (n - off - hdr < caplen) {
+            self->next_record_size = hdr + caplen;
+            break;
+        }
+        uint32_t sec = rd32(r, self->big), frac = rd32(r + 4, self->big);
+        double ts = (double)sec + (double)frac / (self->nanosec ? 1e9 : 1e6);
+        (*frames)++;
+        if (deliver(self, filter, list, self->linktype, ts, r + hdr, caplen) < 0)
+            return -1;
+        off += hdr + caplen;
+    }
+    return (Py_ssize_t)off;
+stop:
+    return (Py_ssize_t)err->offset;
+}
+
+static uint64_t pow_u64(uint64_t base, unsigned exp)
+{
+    uint64_t v = 1;
+    while (exp--)
+        v *= base;
+    return v;
+}
+
+/* Parse an Interface Description Block body (without type/length/trailer). */
+static const char *parse_idb(FramerObject *self, const uint8_t *b, size_t len)
+{
+    if (len < 8)
+        return "interface description block too short";
+    if (self->n_ifaces >= MAX_INTERFACES)
+        return "too many interfaces";
+    iface_t ifc;
+    ifc.linktype = rd16(b, self->big);
+    ifc.snaplen = rd32(b + 4, self->big);
+    ifc.units = 1000000;
+    ifc.tsoffset = 0;
+    size_t o = 8;
+    while (len - o >= 4) {
+        uint16_t code = rd16(b + o, self->big), olen = rd16(b + o + 2, self->big);
+        o += 4;
+        if (code == 0 || olen > len - o) /* opt_endofopt, or an option running past the block */
+            break;
+        if (code == 9 && olen >= 1) { /* if_tsresol */
+            uint8_t v = b[o];
+            if (v & 0x80) {
+                if ((v & 0x7f) > 63)
+                    return "unsupported if_tsresol";
+                ifc.units = (uint64_t)1 << (v & 0x7f);
+            } else {
+                if (v > 19)
+                    return "unsupported if_tsresol";
+                ifc.units = pow_u64(10, v);
+            }
+        } else if (code == 14 && olen >= 8) { /* if_tsoffset */
+            ifc.tsoffset = (int64_t)rd64(b + o, self->big);
+        }
+        size_t padded = ((size_t)olen + 3) & ~(size_t)3;
+        if (padded > len - o)
+            break;
+        o += padded;
+    }
+    if (self->n_ifaces == self->cap_ifaces) {
+        uint32_t cap = self->cap_ifaces ? self->cap_ifaces * 2 : 4;
+        iface_t *grown = PyMem_Realloc(self->ifaces, (size_t)cap * sizeof(iface_t));
+        if (grown == NULL)
+            return "out of memory for interfaces";
+        self->ifaces = grown;
+        self->cap_ifaces = cap;
+    }
+    self->ifaces[self->n_ifaces++] = ifc;
+    note_linktype(self, ifc.linktype);
+    return NULL;
+}
+
+static Py_ssize_t feed_pcapng(FramerObject *self, const uint8_t *p, size_t n, FlowFilterObject *filter,
+                              PyObject *list, uint64_t *frames, frame_error *err)
+{
+    size_t off = 0;
+    for (;;) {
+        if (n - off < 12) {
+            self->next_record_size = 12;
+            break;
+        }
+        const uint8_t *blk = p + off;
+        uint32_t type = rd32(blk, self->big);
+        if (type == 0x0A0D0D0A) { /* SHB: palindromic type; the byte-order magic decides the order */
+            uint32_t bom = le32(blk + 8);
+            if (bom == 0x1A2B3C4D)
+                self->big = 0;
+            else if (bom == 0x4D3C2B1A)
+                self->big = 1;
+            else
+                FAIL(off, "bad section byte-order magic");
+        } else if (!self->started) {
+            FAIL(off, "file does not start with a section header block");
+        }
+        uint32_t blen = rd32(blk + 4, self->big);
+        if (blen < 12 || blen % 4 != 0 || blen > MAX_BLOCK_BYTES)
+            FAIL(off, "bad block length %u", (unsigned)blen);
+        if (n - off < blen) {
+            self->next_record_size = blen;
+            break;
+        }
+        if (rd32(blk + blen - 4, self->big) != blen)
+            FAIL(off, "block trailer length differs from header length %u", (unsigned)blen);
+        const uint8_t *body = blk + 8;
+        size_t blen_body = blen - 12;
+        switch (type) {
+        case 0x0A0D0D0A: {
+            if (blen_body < 16)
+                FAIL(off, "section header block too short");
+            if (rd16(body + 4, self->big) != 1)
+                FAIL(off, "unsupported pcapng major version %u", (unsigned)rd16(body + 4, self->big));
+            self->started = 1;
+            self->n_ifaces = 0; /* a new section starts a new interface list */
+            break;
+        }
+        case 1: {
+            const char *why = parse_idb(self, body, blen_body);
+            if (why != NULL)
+                FAIL(off, "%s", why);
+            break;
+        }
+        case 6: { /* Enhanced Packet Block */
+            if (blen_body < 20)
+                FAIL(off, "enhanced packet block too short");
+            uint32_t ifid = rd32(body, self->big);
+            if (ifid >= self->n_ifaces)
+                FAIL(off, "packet for undefined interface %u", (unsigned)ifid);
+            const iface_t *ifc = &self->ifaces[ifid];
+            uint64_t t = ((uint64_t)rd32(body + 4, self->big) << 32) | rd32(body + 8, self->big);
+            uint32_t caplen = rd32(body + 12, self->big);
+            if (caplen > blen_body - 20)
+                FAIL(off, "captured length %u exceeds its block", (unsigned)caplen);
+            double ts = ts_from_units(t, ifc->units, ifc->tsoffset);
+            self->last_ts = ts;
+            (*frames)++;
+            if (deliver(self, filter, list, ifc->linktype, ts, body + 20, caplen) < 0)
+                return -1;
+            break;
+        }
+        case 3: { /* Simple Packet Block: interface 0, no timestamp */
+            if (blen_body < 4)
+                FAIL(off, "simple packet block too short");
+            if (self->n_ifaces == 0)
+                FAIL(off, "simple packet block without an interface");
+            const iface_t *ifc = &self->ifaces[0];
+            size_t caplen = rd32(body, self->big); /* original length */
+            if (caplen > blen_body - 4)
+                caplen = blen_body - 4;
+            if (ifc->snaplen != 0 && caplen > ifc->snaplen)
+                caplen = ifc->snaplen;
+            (*frames)++;
+            if (deliver(self, filter, list, ifc->linktype, self->last_ts, body + 4, caplen) < 0)
+                return -1;
+            break;
+        }
+        case 2: { /* obsolete Packet Block */
+            if (blen_body < 20)
+                FAIL(off, "packet block too short");
+            uint32_t ifid = rd16(body, self->big);
+            if (ifid >= self->n_ifaces)
+                FAIL(off, "packet for undefined interface %u", (unsigned)ifid);
+            const iface_t *ifc = &self->ifaces[ifid];
+            uint64_t t = ((uint64_t)rd32(body + 4, self->big) << 32) | rd32(body + 8, self->big);
+            uint32_t caplen = rd32(body + 12, self->big);
+            if (caplen > blen_body - 20)
+                FAIL(off, "captured length %u exceeds its block", (unsigned)caplen);
+            double ts = ts_from_units(t, ifc->units, ifc->tsoffset);
+            self->last_ts = ts;
+            (*frames)++;
+            if (deliver(self, filter, list, ifc->linktype, ts, body + 20, caplen) < 0)
+                return -1;
+            break;
+        }
+        default: /* name resolution, statistics, decryption secrets, custom: not ours */
+            break;
+        }
+        off += blen;
+    }
+    return (Py_ssize_t)off;
+stop:
+    return (Py_ssize_t)err->offset;
+}
+
+/* feed(buffer, flow_filter=None) -> (consumed, frames_seen, admitted, error)
+ * error is None or (offset_in_buffer, message): the caller stops reading that file. */
+static PyObject *Framer_feed(FramerObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    PyObject *filter_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "y*|O:feed", &buf, &filter_obj))
+        return NULL;
+    FlowFilterObject *filter = NULL;
+    PyObject *result = NULL, *list = NULL;
+    if (filter_obj != Py_None) {
+        if (!PyObject_TypeCheck(filter_obj, &FlowFilterType)) {
+            PyErr_SetString(PyExc_TypeError, "flow_filter must be a FlowFilter or None");
+            goto done;
+        }
+        filter = (FlowFilterObject *)filter_obj;
+        if (!filter_ready(filter))
+            goto done;
+    }
+    if (ensure_packet_type() < 0)
+        goto done;
+    list = PyList_New(0);
+    if (list == NULL)
+        goto done;
+    const uint8_t *p = (const uint8_t *)buf.buf;
+    size_t n = (size_t)buf.len;
+    if (self->format == FMT_UNKNOWN) {
+        if (n < 4) {
+            result = Py_BuildValue("(nKOO)", (Py_ssize_t)0, 0ULL, list, Py_None);
+            goto done;
+        }
+        self->format = le32(p) == 0x0A0D0D0A ? FMT_PCAPNG : FMT_PCAP;
+    }
+    frame_error err = {0, {0}, 0};
+    uint64_t frames = 0;
+    self->next_record_size = 0;
+    Py_ssize_t consumed = self->format == FMT_PCAPNG ? feed_pcapng(self, p, n, filter, list, &frames, &err)
+                                                     : feed_pcap(self, p, n, filter, list, &frames, &err);
+    if (consumed < 0)
+        goto done;
+    if (err.set)
+        result = Py_BuildValue("(nKO(ns))", consumed, (unsigned long long)frames, list, (Py_ssize_t)err.offset,
+                               err.msg);
+    else
+        result = Py_BuildValue("(nKOO)", consumed, (unsigned long long)frames, list, Py_None);
+done:
+    Py_XDECREF(list);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyObject *Framer_get_format(FramerObject *self, void *closure)
+{
+    switch (self->format) {
+    case FMT_PCAP:
+        return PyUnicode_FromString("pcap");
+    case FMT_PCAPNG:
+        return PyUnicode_FromString("pcapng");
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+static PyObject *Framer_get_linktypes(FramerObject *self, void *closure)
+{
+    PyObject *t = PyTuple_New(self->n_linktypes);
+    if (t == NULL)
+        return NULL;
+    for (int i = 0; i < self->n_linktypes; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(self->linktypes_seen[i]);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+static PyObject *Framer_get_frames(FramerObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->frame);
+}
+
+static PyObject *Framer_get_next_record_size(FramerObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->next_record_size);
+}
+
+static PyGetSetDef Framer_getset[] = {
+    {"format", (getter)Framer_get_format, NULL, "'pcap', 'pcapng' or None before the first feed", NULL},
+    {"linktypes", (getter)Framer_get_linktypes, NULL, "link types seen so far, in order of appearance", NULL},
+    {"frames", (getter)Framer_get_frames, NULL, "frames framed so far (the last frame number)", NULL},
+    {"next_record_size", (getter)Framer_get_next_record_size, NULL,
+     "bytes the incomplete record at the end of the last feed needs (0 if none)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Framer_methods[] = {
+    {"feed", (PyCFunction)Framer_feed, METH_VARARGS,
+     "feed(buffer, flow_filter=None) -> (consumed, frames_seen, admitted, error)\n\n"
+     "Frames the complete records in buffer; an incomplete trailing record is left unconsumed. error is "
+     "None or (offset relative to the buffer start, message) for a corrupt record."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FramerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "netwatch._fastpath.Framer",
+    .tp_basicsize = sizeof(FramerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Framer(): stateful pcap/pcapng record parser over buffers that the caller refills.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Framer_init,
+    .tp_dealloc = (destructor)Framer_dealloc,
+    .tp_methods = Framer_methods,
+    .tp_getset = Framer_getset,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Module                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static PyMethodDef module_methods[] = {
+    {"set_packet_type", (PyCFunction)set_packet_type, METH_O,
+     "set_packet_type(cls): the NamedTuple class built for admitted packets (default netwatch.model.RawPacket)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, "netwatch._fastpath",
+    "pcap/pcapng framing and the flow-head classifier of netwatch, in C.", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void)
+{
+    if (PyType_Ready(&FlowFilterType) < 0 || PyType_Ready(&FramerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastpath_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&FlowFilterType);
+    if (PyModule_AddObject(m, "FlowFilter", (PyObject *)&FlowFilterType) < 0) {
+        Py_DECREF(&FlowFilterType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FramerType);
+    if (PyModule_AddObject(m, "Framer", (PyObject *)&FramerType) < 0) {
+        Py_DECREF(&FramerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "MAX_RECORD_BYTES", MAX_BLOCK_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_TUNNEL_DEPTH", MAX_TUNNEL_DEPTH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,336 @@
+"""Capture file sources: pcap and pcapng, plain or gzip, from a path or standard input.
+
+The C extension (netwatch._fastpath) does the framing and the keep/drop decision; this
+module only moves bytes: it reads with `readinto` into one reusable bytearray, hands the
+filled part to `Framer.feed`, and keeps the unconsumed tail (an incomplete record) for the
+next round. Memory stays bounded whatever the file size: the buffer is `chunk_size`
+bytes and grows only to hold one record larger than that, never beyond
+`_fastpath.MAX_RECORD_BYTES` plus a record header. Nothing is mmapped (mapped pages count
+in RSS), and the input is never seeked, so pipes and standard input work.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, Protocol
+
+from netwatch._fastpath import MAX_RECORD_BYTES, FlowFilter, Framer
+from netwatch.capture.errors import CaptureError, CaptureWarning, NotACaptureError
+from netwatch.model import RawPacket
+
+__all__ = [
+    "CaptureError",
+    "CaptureFile",
+    "CaptureWarning",
+    "FlowFilter",
+    "NotACaptureError",
+    "iter_capture_paths",
+    "open_capture",
+]
+
+DEFAULT_CHUNK_SIZE = 4 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+# pcap magics as they appear on disk: microsecond, nanosecond, modified (Kuznetzov) pcap,
+# each little- and big-endian (draft-ietf-opsawg-pcap section 4).
+_PCAP_MAGICS = frozenset(
+    {
+        b"\xd4\xc3\xb2\xa1",
+        b"\xa1\xb2\xc3\xd4",
+        b"\x4d\x3c\xb2\xa1",
+        b"\xa1\xb2\x3c\x4d",
+        b"\x34\xcd\xb2\xa1",
+        b"\xa1\xb2\xcd\x34",
+    }
+)
+_MAX_BUFFER = MAX_RECORD_BYTES + 64  # one maximal record plus its header
+_READ_SIZE = 1 << 20  # compressed bytes read per gzip step
+
+
+class _Stream(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
+
+
+class _RawStream:
+    """A binary file or pipe read with readinto, counting bytes."""
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._file = fileobj
+        self.bytes_read = 0
+        self.problem: str | None = None
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self._file.readinto(buffer) or 0  # None: non-blocking source with no data yet
+        self.bytes_read += n
+        return n
+
+    def read(self, size: int) -> bytes:
+        data = self._file.read(size) or b""
+        self.bytes_read += len(data)
+        return data
+
+
+class _GzipStream:
+    """Streaming gzip decompression (RFC 1952, several members allowed) into caller buffers.
+
+    zlib is driven directly rather than through gzip.GzipFile so that a truncated or
+    corrupt stream delivers every byte decompressed before the damage and then reports
+    the damage in `problem` instead of raising (GzipFile's buffered readinto would lose the
+    last partial read). Decompressed output is produced at most `len(buffer)` bytes at a time.
+    """
+
+    def __init__(self, raw: _RawStream, head: bytes) -> None:
+        self._raw = raw
+        self._pending = head  # compressed bytes not yet given to zlib
+        self._zlib = zlib.decompressobj(wbits=31)
+        self._raw_eof = False
+        self._done = False
+        self.problem: str | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return self._raw.bytes_read
+
+    def _next_input(self) -> bytes:
+        """Compressed bytes to give zlib next; b"" once the raw stream is exhausted."""
+        if self._zlib.unconsumed_tail:
+            return self._zlib.unconsumed_tail
+        if not self._pending and not self._raw_eof:
+            self._pending = self._raw.read(_READ_SIZE)
+            self._raw_eof = not self._pending
+        data, self._pending = self._pending, b""
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        while not self._done:
+            if self._zlib.eof:  # end of one gzip member: another may follow
+                self._pending = self._zlib.unused_data + self._pending
+                self._zlib = zlib.decompressobj(wbits=31)
+                if not self._pending and not self._raw_eof:
+                    self._pending = self._raw.read(_READ_SIZE)
+                    self._raw_eof = not self._pending
+                if not self._pending.strip(b"\0"):  # end of file (tolerating zero padding)
+                    self._done = True
+                    return 0
+            data = self._next_input()
+            try:
+                # with no input left this flushes what zlib still holds
+                out = self._zlib.decompress(data, len(buffer))
+            except zlib.error as exc:
+                self._done = True
+                self.problem = f"corrupt gzip stream: {exc}"
+                return 0
+            if out:
+                buffer[: len(out)] = out
+                return len(out)
+            if not data and not self._zlib.eof:
+                self._done = True
+                self.problem = "truncated gzip stream: compressed data ended early"
+        return 0
+
+
+def _read_fully(stream: _Stream, buffer: memoryview) -> int:
+    """Fill `buffer` as far as the stream allows; returns the count (short only at end of stream)."""
+    filled = 0
+    while filled < len(buffer):
+        n = stream.readinto(buffer[filled:])
+        if n == 0:
+            break
+        filled += n
+    return filled
+
+
+class CaptureFile:
+    """An open capture: iterate it for the admitted RawPackets, in file order.
+
+    `frames` counts every frame framed so far (admitted or dropped), `warnings` collects
+    damage found while reading, `linktypes` the link types seen so far.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fileobj: BinaryIO,
+        stream: _RawStream | _GzipStream,
+        head: bytes,
+        capture_format: str,
+        flow_filter: FlowFilter | None,
+        chunk_size: int,
+        close_file: bool,
+    ) -> None:
+        self.name = name
+        self.format = capture_format
+        self.warnings: list[CaptureWarning] = []
+        self._file = fileobj
+        self._stream = stream
+        self._filter = flow_filter
+        self._framer = Framer()
+        self._buffer = bytearray(max(chunk_size, len(head), 64))
+        self._buffer[: len(head)] = head
+        self._filled = len(head)
+        self._offset = 0  # stream offset of self._buffer[0]
+        self._close_file = close_file
+        self._closed = False
+        self._started = False
+
+    @property
+    def frames(self) -> int:
+        return self._framer.frames
+
+    @property
+    def linktypes(self) -> list[int]:
+        return list(self._framer.linktypes)
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the source so far (compressed bytes for a gzip file)."""
+        return self._stream.bytes_read
+
+    def __iter__(self) -> Iterator[RawPacket]:
+        if self._started:
+            raise CaptureError(f"{self.name}: a capture can be iterated only once")
+        self._started = True
+        return self._packets()
+
+    def _packets(self) -> Iterator[RawPacket]:
+        framer, flow_filter = self._framer, self._filter
+        at_eof = False
+        while not self._closed:
+            if not at_eof and self._filled < len(self._buffer):
+                with memoryview(self._buffer) as view:
+                    got = self._read(view[self._filled :])
+                at_eof = got == 0 or self._filled + got < len(self._buffer)
+                self._filled += got
+            with memoryview(self._buffer) as view, view[: self._filled] as data:
+                consumed, _frames, packets, error = framer.feed(data, flow_filter)
+            yield from packets
+            if error is not None:
+                where, message = error
+                self._warn(self._offset + where, f"corrupt record at offset {self._offset + where}: {message}")
+                return
+            self._shift(consumed)
+            if at_eof:
+                if self._filled and self._stream.problem is None:
+                    self._warn(
+                        self._offset,
+                        f"truncated capture: last record at offset {self._offset} is incomplete",
+                    )
+                if self._stream.problem is not None:
+                    self._warn(self._offset + self._filled, self._stream.problem)
+                return
+            if self._filled == len(self._buffer):
+                self._grow(framer.next_record_size)
+
+    def _read(self, view: memoryview) -> int:
+        try:
+            return _read_fully(self._stream, view)
+        except OSError as exc:
+            raise CaptureError(f"{self.name}: {exc.strerror or exc}") from exc
+
+    def _shift(self, consumed: int) -> None:
+        """Move the unconsumed tail to the front of the buffer."""
+        if consumed:
+            rest = self._filled - consumed
+            self._buffer[:rest] = self._buffer[consumed : self._filled]
+            self._filled = rest
+            self._offset += consumed
+
+    def _grow(self, needed: int) -> None:
+        """Make room for one record larger than the buffer (bounded by the C side's record limit)."""
+        size = min(max(needed, 2 * len(self._buffer)), _MAX_BUFFER)
+        if size <= len(self._buffer):  # cannot happen while the C bounds hold; stop rather than spin
+            raise CaptureError(f"{self.name}: record at offset {self._offset} larger than {_MAX_BUFFER} bytes")
+        self._buffer.extend(bytes(size - len(self._buffer)))
+
+    def _warn(self, offset: int, message: str) -> None:
+        self.warnings.append(CaptureWarning(self.name, offset, message))
+
+    def close(self) -> None:
+        """Release the buffer and close the file (standard input is left open)."""
+        if not self._closed:
+            self._closed = True
+            self._buffer = bytearray()
+            self._filled = 0
+            if self._close_file:
+                self._file.close()
+
+    def __enter__(self) -> CaptureFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_capture(
+    source: str | os.PathLike[str],
+    *,
+    flow_filter: FlowFilter | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> CaptureFile:
+    """Open a pcap or pcapng capture, gzip-compressed or not; `-` is standard input.
+
+    With `flow_filter` the C classifier decides which frames become RawPackets (the
+    filter belongs to the caller, so it may persist across files); without one every
+    frame is delivered. Raises NotACaptureError when the (decompressed) data starts with
+    no capture magic, CaptureError when the source cannot be opened.
+    """
+    if chunk_size < 64:
+        raise ValueError("chunk_size must be at least 64 bytes")
+    name = os.fspath(source)
+    if name == "-":
+        fileobj: BinaryIO = sys.stdin.buffer
+        close_file = False
+    else:
+        try:
+            fileobj = open(name, "rb", buffering=0)  # noqa: SIM115 - owned by the CaptureFile
+        except OSError as exc:
+            raise CaptureError(f"{name}: {exc.strerror or exc}") from exc
+        close_file = True
+    try:
+        raw = _RawStream(fileobj)
+        stream: _RawStream | _GzipStream = raw
+        head = _read_head(raw, name, 4)
+        if head[:2] == _GZIP_MAGIC:
+            stream = _GzipStream(raw, head)
+            head = _read_head(stream, name, 4)
+        if head == _PCAPNG_MAGIC:
+            capture_format = "pcapng"
+        elif head in _PCAP_MAGICS:
+            capture_format = "pcap"
+        else:
+            raise NotACaptureError(name)
+    except BaseException:
+        if close_file:
+            fileobj.close()
+        raise
+    return CaptureFile(name, fileobj, stream, head, capture_format, flow_filter, chunk_size, close_file)
+
+
+def _read_head(stream: _Stream, name: str, size: int) -> bytes:
+    head = bytearray(size)
+    try:
+        with memoryview(head) as view:
+            got = _read_fully(stream, view)
+    except OSError as exc:
+        raise CaptureError(f"{name}: {exc.strerror or exc}") from exc
+    return bytes(head[:got])
+
+
+def iter_capture_paths(args: Sequence[str]) -> Iterator[tuple[str, bool]]:
+    """Expand the command-line arguments into capture paths.
+
+    Yields (path, explicit): named arguments (and `-`) with explicit=True, the files found
+    by walking a directory recursively, in sorted order, with explicit=False, so that the
+    caller can skip a non-capture found while walking instead of failing.
+    """
+    for arg in args:
+        if arg != "-" and os.path.isdir(arg):
+            for root, dirs, files in os.walk(arg):
+                dirs.sort()
+                for filename in sorted(files):
+                    yield os.path.join(root, filename), False
+        else:
+            yield arg, True

@@ -1,0 +1,192 @@
+"""Command line: click commands only; the work happens in netwatch.scan, .pipeline and friends."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from netwatch import __version__
+from netwatch.signatures import SignatureError, load_signature_set
+
+EXIT_CLEAN, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
+TIER_CHOICE = click.Choice(["low", "medium", "high"])
+
+
+def fail(message: str) -> None:
+    """Input or usage error: one line on stderr, exit status 2."""
+    click.echo(f"netwatch: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def load_signatures_or_exit(overlays: tuple[Path, ...], policy: str | None) -> Any:
+    try:
+        return load_signature_set(overlay_dirs=overlays, policy=policy)
+    except SignatureError as exc:
+        fail(str(exc))
+
+
+signatures_option = click.option(
+    "--signatures", "overlays", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Overlay directory of signature/policy files added to the bundled set (repeatable).")
+policy_option = click.option("--policy", default=None, help="Policy id (default: the set's default, eo13971).")
+min_confidence_option = click.option(
+    "--min-confidence", type=TIER_CHOICE, default=None,
+    help="Lowest tier that raises an alert (default: the policy's, normally medium).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="netwatch")
+def main() -> None:
+    """Find the devices on a network that still talk to banned apps (EO 13971 by default)."""
+
+
+class _Progress:
+    """A one-line progress display on stderr for long scans (only when stderr is a terminal)."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = total_bytes
+        self.done_files = 0
+        self.current = ""
+        self.base = 0
+        self._last = 0
+
+    def __call__(self, path: str, bytes_read: int) -> None:
+        if path != self.current:
+            self.base += self._last if self.current else 0
+            self.current = path
+        self._last = bytes_read
+        done = self.base + bytes_read
+        pct = f"{100 * done / self.total:5.1f}%" if self.total else ""
+        click.echo(f"\rnetwatch: {pct} {done / 1e6:,.0f} MB  {Path(path).name[:40]:<40}", err=True, nl=False)
+
+    def close(self) -> None:
+        click.echo("\r" + " " * 70 + "\r", err=True, nl=False)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default=None,
+              help="Output format (default: table on a terminal, jsonl otherwise).")
+@click.option("--all", "emit_all", is_flag=True, help="Also emit an observation for every extracted name.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the output to FILE instead of standard output.")
+@signatures_option
+@policy_option
+@min_confidence_option
+@click.option("--forward", "forward_urls", multiple=True, metavar="URL",
+              help="Also send alerts to a SIEM (syslog+tcp://HOST:PORT, hec+https://..., see docs/siem.md).")
+@click.option("--forward-state", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of the durable forwarding queue (default: ~/.local/state/netwatch).")
+@click.option("--forward-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for forwarders to deliver before exiting.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line on stderr.")
+def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str | None,
+         overlays: tuple[Path, ...], policy: str | None, min_confidence: str | None,
+         forward_urls: tuple[str, ...], forward_state: Path | None, forward_timeout: float, quiet: bool) -> None:
+    """Analyse pcap/pcapng captures (files, directories, '-' for stdin; gzip is fine).
+
+    Exit status: 0 nothing found, 1 at least one alert, 2 usage or input error.
+    """
+    from netwatch.pipeline import Pipeline, default_observer
+    from netwatch.scan import input_size, scan_paths
+
+    sigset = load_signatures_or_exit(overlays, policy)
+    if fmt is None:
+        fmt = "table" if output is None and sys.stdout.isatty() else "jsonl"
+    try:
+        pipeline = Pipeline(sigset, min_confidence=min_confidence, emit_all=emit_all,
+                            observer=default_observer("analyzer"))
+    except ValueError as exc:
+        fail(str(exc))
+
+    with ExitStack() as stack:
+        out: IO[str] = (stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+                        if output else sys.stdout)
+        forwarders = _start_forwarders(forward_urls, forward_state, stack) if forward_urls else None
+        sink = _event_sink(fmt, out, forwarders)
+        progress = None
+        if not quiet and sys.stderr.isatty():
+            progress = _Progress(sum(input_size(p) for p in inputs))
+        summary = scan_paths(inputs, pipeline, sink, progress=progress)
+        if progress is not None:
+            progress.close()
+        if fmt == "table":
+            from netwatch.outputs.table import write_table
+
+            write_table(out, pipeline.inventory.devices(), summary, policy=pipeline._policy,
+                        version=pipeline._ruleset_version, show_all=emit_all)
+        out.flush()
+        if forwarders is not None and not forwarders.flush(forward_timeout):
+            click.echo("netwatch: warning: some alerts are not delivered yet; they stay queued in "
+                       f"{forward_state or _default_state_dir()} for the next run", err=True)
+
+    for report in summary.files:
+        if report.error:
+            click.echo(f"netwatch: {report.error}", err=True)
+    for warning in summary.warnings:
+        click.echo(f"netwatch: warning: {warning.path}: {warning.message}", err=True)
+    if not quiet and fmt != "table":
+        counters = summary.counters
+        click.echo(
+            f"netwatch: {counters.get('alerts', 0)} alert(s) from "
+            f"{sum(1 for d in pipeline.inventory.devices() if any(c.alert for c in d.apps.values()))} device(s); "
+            f"{summary.frames:,} packets in {len([f for f in summary.files if not f.skipped])} file(s), "
+            f"{counters.get('malformed', 0):,} malformed, {summary.seconds:.2f} s", err=True)
+    if summary.alerts:
+        sys.exit(EXIT_ALERTS)
+    if summary.errors or not summary.files:
+        if not summary.files:
+            click.echo("netwatch: no capture files found", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_CLEAN)
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "netwatch"
+
+
+def _start_forwarders(urls: tuple[str, ...], state_dir: Path | None, stack: ExitStack) -> Any:
+    from netwatch.forward import ForwardError, ForwarderSet
+
+    try:
+        forwarders = ForwarderSet.from_urls(urls, state_dir=state_dir or _default_state_dir())
+    except ForwardError as exc:
+        fail(str(exc))
+    forwarders.start()
+    stack.callback(forwarders.close)
+    return forwarders
+
+
+def _event_sink(fmt: str, out: IO[str], forwarders: Any) -> Any:
+    """The per-event callback: write the event in the chosen format, forward alerts."""
+    if fmt == "jsonl":
+        from netwatch.outputs.jsonl import dumps_event
+
+        def write(event: dict[str, Any]) -> None:
+            out.write(dumps_event(event))
+            out.write("\n")
+    elif fmt == "csv":
+        from netwatch.outputs.csv import CsvWriter
+
+        write = CsvWriter(out).write
+    else:
+        def write(event: dict[str, Any]) -> None:
+            return None
+
+    if forwarders is None:
+        return write
+
+    def write_and_forward(event: dict[str, Any]) -> None:
+        write(event)
+        if event["event"]["kind"] == "alert":
+            forwarders.submit(event)
+
+    return write_and_forward
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,208 @@
+"""Detection: observations matched against the signature set, attributed to devices.
+
+Policy lives here, apart from analysis: the extractors say what was seen, this module decides
+what it means (alert, vendor contact, blind spot, plain observation) under the active signature
+set, policy and alert threshold.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from netwatch.detect.devices import Device, DeviceInventory
+from netwatch.extract import OBS_CONN_START, OBS_CONN_UNNAMED, OBS_DNS_ANSWER
+from netwatch.model import (
+    EVIDENCE_DHCP_HOSTNAME,
+    EVIDENCE_ECH,
+    EVIDENCE_ENCRYPTED_DNS,
+    EVIDENCE_IP_MATCH,
+    EVIDENCE_QUIC_SNI,
+    EVIDENCE_RESOLVED_IP,
+    EVIDENCE_TLS_SNI,
+    Observation,
+)
+from netwatch.signatures import NameMatch, SignatureSet, normalize_name
+
+TIERS = ("low", "medium", "high")
+_RANK = {tier: rank for rank, tier in enumerate(TIERS)}
+
+KIND_ALERT = "alert"
+KIND_EVENT = "event"
+DATASET_DETECTION = "netwatch.detection"
+DATASET_VENDOR = "netwatch.vendor_contact"
+DATASET_BLIND_SPOT = "netwatch.blind_spot"
+DATASET_OBSERVATION = "netwatch.observation"
+
+# DNS over TLS (RFC 7858) and DNS over QUIC (RFC 9250) both use port 853.
+ENCRYPTED_DNS_PORT = 853
+NAMED_EVIDENCE = frozenset({"dns_query", "tls_sni", "quic_sni", "http_host"})
+
+
+def downgrade(tier: str) -> str:
+    """One tier less sure: an address resolved from a banned name is weaker evidence than the name."""
+    return TIERS[max(0, _RANK.get(tier, 0) - 1)]
+
+
+@dataclass(slots=True)
+class Detection:
+    """One event-worthy finding, ready for the output formats."""
+
+    kind: str  # "alert" | "event"
+    dataset: str
+    evidence: str
+    obs: Observation
+    device: Device
+    name: str | None  # normalised name (None for address evidence)
+    match: NameMatch | None = None
+    confidence: str | None = None
+    resolved_from: str | None = None  # for resolved_ip: the banned name the address came from
+    resolver: str | None = None  # for encrypted_dns: the resolver's name or address
+
+
+class Detector:
+    """Applies a signature set and policy to observations; keeps the device inventory."""
+
+    def __init__(
+        self,
+        sigset: SignatureSet,
+        *,
+        min_confidence: str | None = None,
+        emit_all: bool = False,
+        inventory: DeviceInventory | None = None,
+        max_resolved: int = 200_000,
+    ) -> None:
+        self.sigset = sigset
+        self.min_confidence = min_confidence or getattr(sigset.policy, "min_confidence", None) or "medium"
+        if self.min_confidence not in _RANK:
+            raise ValueError(f"unknown confidence tier: {self.min_confidence}")
+        self.emit_all = emit_all
+        self.inventory = inventory if inventory is not None else DeviceInventory()
+        self._resolved: OrderedDict[str, tuple[str, NameMatch]] = OrderedDict()
+        self._max_resolved = max_resolved
+        self.alerts = 0
+        self.events = 0
+
+    def reload(self, sigset: SignatureSet) -> None:
+        """Swap the signature set; addresses resolved from names keep the verdict they had."""
+        self.sigset = sigset
+
+    def observe(self, obs: Observation) -> list[Detection]:
+        evidence = obs.evidence
+        if evidence in NAMED_EVIDENCE:
+            return self._named(obs)
+        if evidence == OBS_DNS_ANSWER:
+            self._remember_answer(obs)
+            return []
+        if evidence == OBS_CONN_START:
+            return self._address(obs)
+        if evidence == OBS_CONN_UNNAMED:
+            return self._unnamed(obs)
+        if evidence == EVIDENCE_DHCP_HOSTNAME:
+            return self._dhcp(obs)
+        return []
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def _named(self, obs: Observation) -> list[Detection]:
+        name = normalize_name(obs.name or "")
+        if not name:
+            return []
+        device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
+        found: list[Detection] = []
+        if obs.evidence in (EVIDENCE_TLS_SNI, EVIDENCE_QUIC_SNI):
+            resolver = self.sigset.encrypted_dns_resolver(name)
+            if resolver is None and obs.dst_port == ENCRYPTED_DNS_PORT:
+                resolver = name
+            if resolver is not None:
+                found.extend(self._blind_spot(obs, device, EVIDENCE_ENCRYPTED_DNS, name, resolver))
+            if obs.ech:
+                found.extend(self._blind_spot(obs, device, EVIDENCE_ECH, name, name))
+        match = self.sigset.match_name(name)
+        if match is not None:
+            found.append(self._contact(obs, device, obs.evidence, name, match, match.confidence))
+        elif self.emit_all:
+            found.append(self._plain(obs, device, name))
+        return found
+
+    def _contact(self, obs: Observation, device: Device, evidence: str, name: str | None,
+                 match: NameMatch, confidence: str, resolved_from: str | None = None) -> Detection:
+        is_alert = bool(match.app) and match.in_policy and _RANK[confidence] >= _RANK[self.min_confidence]
+        app = match.app or ("vendor:" + (match.vendor or "unknown"))
+        app_name = match.app_name or f"{match.vendor or 'unknown'} (vendor)"
+        self.inventory.record_contact(
+            device, app=app, app_name=app_name, confidence=confidence, alert=is_alert,
+            evidence=evidence, name=name or resolved_from, ts=obs.ts, note=match.note,
+        )
+        if is_alert:
+            self.alerts += 1
+        else:
+            self.events += 1
+        return Detection(
+            kind=KIND_ALERT if is_alert else KIND_EVENT,
+            dataset=DATASET_DETECTION if is_alert else DATASET_VENDOR,
+            evidence=evidence, obs=obs, device=device, name=name, match=match,
+            confidence=confidence, resolved_from=resolved_from,
+        )
+
+    def _plain(self, obs: Observation, device: Device, name: str | None) -> Detection:
+        self.events += 1
+        return Detection(KIND_EVENT, DATASET_OBSERVATION, obs.evidence, obs, device, name)
+
+    def _blind_spot(self, obs: Observation, device: Device, evidence: str, name: str,
+                    resolver: str) -> list[Detection]:
+        """Once per device and resolver (or ECH cover name): name-based evidence is incomplete there."""
+        key = f"{evidence}:{resolver}"
+        if key in device.blind_spots:
+            return []
+        device.blind_spots[key] = evidence
+        self.events += 1
+        return [Detection(KIND_EVENT, DATASET_BLIND_SPOT, evidence, obs, device, name, resolver=resolver)]
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    def _remember_answer(self, obs: Observation) -> None:
+        name = normalize_name(obs.name or "")
+        match = self.sigset.match_name(name) if name else None
+        if match is None:
+            return
+        for address in obs.detail.get("addresses", ()):
+            self._resolved[address] = (name, match)
+            self._resolved.move_to_end(address)
+        while len(self._resolved) > self._max_resolved:
+            self._resolved.popitem(last=False)
+
+    def _address(self, obs: Observation) -> list[Detection]:
+        match = self.sigset.match_ip(obs.dst_ip)
+        if match is None:
+            return []
+        device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
+        return [self._contact(obs, device, EVIDENCE_IP_MATCH, None, match, match.confidence)]
+
+    def _unnamed(self, obs: Observation) -> list[Detection]:
+        resolved = self._resolved.get(obs.dst_ip)
+        if resolved is None:
+            return []
+        name, match = resolved
+        device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
+        return [self._contact(obs, device, EVIDENCE_RESOLVED_IP, name, match, downgrade(match.confidence),
+                              resolved_from=name)]
+
+    # -- devices ---------------------------------------------------------------------------------
+
+    def _dhcp(self, obs: Observation) -> list[Detection]:
+        mac = obs.src_mac
+        if not mac:
+            return []
+        client_ip = obs.detail.get("client_ip") or obs.detail.get("requested_ip")
+        if client_ip:
+            self.inventory.learn_ip(client_ip, mac)
+        device = self.inventory.device(client_ip or "", mac, obs.ts)
+        if obs.name:
+            device.hostname = obs.name
+        vendor_class = obs.detail.get("vendor_class")
+        if vendor_class:
+            device.vendor_class = vendor_class
+        if self.emit_all and obs.name:
+            return [self._plain(obs, device, obs.name)]
+        return []

@@ -1,0 +1,461 @@
+"""Transports: deliver a batch of queued events and say which were accepted.
+
+A transport never raises for delivery problems; it returns an Outcome. Events listed in
+`delivered` or `rejected` are removed from the queue; all others stay at its head and are
+retried (in order) after a backoff. Error texts carry status codes and reasons only, never
+request headers, so secrets cannot leak into logs or stats.
+
+Syslog over TCP/TLS: an event counts as delivered once `sendall()` returned (for TLS: once
+the TLS record was written). That means the bytes are in the kernel send buffer, not that the
+receiver processed them: if the receiver dies after that, what was still in flight is lost.
+To narrow that window, before each batch the connection is probed for an orderly close by the
+peer (a stopped rsyslog closes its sockets), and a new connection is made when it was closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import http.client
+import json
+import os
+import select
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from netwatch.forward.formats import SyslogFormatter, bulk_lines, hec_event
+from netwatch.forward.queue import QueuedEvent
+from netwatch.forward.url import ForwardTarget, facility_number
+
+
+@dataclass
+class Outcome:
+    delivered: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    error: str | None = None  # set when some events must be retried
+    retry_after: float | None = None  # receiver asked us to wait (HTTP Retry-After)
+    shrink: bool = False  # the batch was too large or had a bad event: retry with smaller batches
+
+
+class Transport:
+    """Base class: `send()` one batch, `close()` the connection, `abort()` from another thread."""
+
+    max_batch = 500
+
+    def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections (called from the delivery thread)."""
+
+    def abort(self) -> None:
+        """Interrupt a blocked send (called from another thread on shutdown)."""
+
+
+def _loads(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tls_context(target: ForwardTarget) -> ssl.SSLContext:
+    """Client TLS context: CA verification and host name check on unless ?insecure=1."""
+    ca = target.options.get("ca")
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    if target.flag("insecure"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if "cert" in target.options:
+        context.load_cert_chain(target.options["cert"], target.options["key"])
+    return context
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# syslog
+# ---------------------------------------------------------------------------------------------
+class SyslogTransport(Transport):
+    """RFC 5426 (UDP), RFC 6587 octet counting (TCP) and RFC 5425 (TLS)."""
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        self.target = target
+        self.protocol = target.kind.split("+", 1)[1]
+        self.formatter = SyslogFormatter(target.syslog_format, facility=facility_number(target),
+                                         hostname=target.options.get("hostname") or hostname,
+                                         procid=str(os.getpid()))
+        self.timeout = target.number("timeout", 10.0, minimum=0.001)
+        self.max_batch = int(target.number("batch", 500, minimum=1))
+        self._context = tls_context(target) if self.protocol == "tls" else None
+        self._sock: socket.socket | None = None
+
+    def frames(self, batch: Sequence[QueuedEvent]) -> list[bytes]:
+        return [self.formatter.format(_loads(item.text), item.text) for item in batch]
+
+    def _connect(self) -> socket.socket:
+        if self.protocol == "udp":
+            family = socket.AF_INET6 if ":" in self.target.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.connect((self.target.host, self.target.port))
+            return sock
+        sock = socket.create_connection((self.target.host, self.target.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._context is not None:
+            try:
+                sock = self._context.wrap_socket(sock, server_hostname=self.target.host)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
+
+    def _peer_closed(self, sock: socket.socket) -> bool:
+        """True when the receiver closed (or reset) the connection since the last batch."""
+        if self.protocol == "udp":
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        if not readable:
+            return False
+        if isinstance(sock, ssl.SSLSocket):
+            sock.setblocking(False)
+            try:
+                return sock.recv(1024) == b""
+            except ssl.SSLWantReadError:
+                return False  # e.g. a TLS 1.3 session ticket, the connection is alive
+            except OSError:
+                return True
+            finally:
+                sock.settimeout(self.timeout)
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
+        frames = self.frames(batch)
+        try:
+            if self._sock is not None and self._peer_closed(self._sock):
+                self.close()
+            if self._sock is None:
+                self._sock = self._connect()
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            return Outcome(error=f"connect to {self.target.host}:{self.target.port}: {_describe(exc)}")
+        if self.protocol == "udp":
+            return self._send_datagrams(batch, frames)
+        payload = b"".join(b"%d %s" % (len(frame), frame) for frame in frames)
+        try:
+            self._sock.sendall(payload)
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            return Outcome(error=f"send to {self.target.host}:{self.target.port}: {_describe(exc)}")
+        return Outcome(delivered=[item.seq for item in batch])
+
+    def _send_datagrams(self, batch: Sequence[QueuedEvent], frames: list[bytes]) -> Outcome:
+        outcome = Outcome()
+        assert self._sock is not None
+        for item, frame in zip(batch, frames, strict=True):
+            try:
+                self._sock.send(frame)
+            except OSError as exc:
+                if exc.errno == 90:  # EMSGSIZE: can never fit a datagram
+                    outcome.rejected.append(item.seq)
+                    continue
+                self.close()
+                outcome.error = f"send to {self.target.host}:{self.target.port}/udp: {_describe(exc)}"
+                return outcome
+            outcome.delivered.append(item.seq)
+        return outcome
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def abort(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP: Splunk HEC, Elasticsearch _bulk, generic webhook
+# ---------------------------------------------------------------------------------------------
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """RFC 9110 §10.2.3 Retry-After: delay-seconds or an HTTP-date; None when absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value), 3600))
+    try:
+        moment = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, min(3600.0, moment - (time.time() if now is None else now)))
+
+
+RETRY_STATUSES = {401, 403, 404, 408, 409, 425, 429}  # plus every 5xx; 4xx auth/config problems
+# are retried too, so a wrong token never throws alerts away: the operator fixes it, they drain.
+
+
+class HttpTransport(Transport):
+    """POST batches to an HTTP(S) endpoint; subclasses build the body and read the answer."""
+
+    path = "/"
+    content_type = "application/json"
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        self.target = target
+        self.hostname = hostname
+        self.timeout = target.number("timeout", 10.0, minimum=0.001)
+        self.gzip = target.flag("gzip", True)
+        self.max_batch = int(target.number("batch", 500, minimum=1))
+        self._context = tls_context(target) if target.tls else None
+        self._conn: http.client.HTTPConnection | None = None
+        self.headers = {"Content-Type": self.content_type, "User-Agent": "netwatch-forwarder"}
+        if self.gzip:
+            self.headers["Content-Encoding"] = "gzip"
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._context is not None:
+                self._conn = http.client.HTTPSConnection(self.target.host, self.target.port,
+                                                         timeout=self.timeout, context=self._context)
+            else:
+                self._conn = http.client.HTTPConnection(self.target.host, self.target.port,
+                                                        timeout=self.timeout)
+        return self._conn
+
+    def body(self, batch: Sequence[QueuedEvent]) -> bytes:
+        raise NotImplementedError
+
+    def post(self, body: bytes) -> tuple[int, str, bytes, str | None]:
+        """One POST; returns (status, reason, response body, Retry-After). Raises OSError etc."""
+        data = gzip.compress(body, compresslevel=5) if self.gzip else body
+        conn = self._connection()
+        try:
+            conn.request("POST", self.path, body=data, headers=self.headers)
+            response = conn.getresponse()
+            payload = response.read(16 * 1024 * 1024)
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, response.reason, payload, response.getheader("Retry-After")
+
+    def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
+        try:
+            status, reason, payload, retry_after = self.post(self.body(batch))
+        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            return Outcome(error=f"POST {self.target.host}:{self.target.port}{self.path}: {_describe(exc)}")
+        if 200 <= status < 300:
+            return self.accepted(batch, payload)
+        message = f"POST {self.path}: HTTP {status} {reason}"
+        if status >= 500 or status in RETRY_STATUSES:
+            return Outcome(error=message, retry_after=retry_after_seconds(retry_after))
+        # 400, 413, ...: the request itself is unacceptable. Split it down to single events,
+        # and reject a single event the receiver refuses (counted, logged).
+        if len(batch) > 1:
+            return Outcome(error=message, shrink=True)
+        return Outcome(rejected=[batch[0].seq], error=None if status != 413 else message)
+
+    def accepted(self, batch: Sequence[QueuedEvent], payload: bytes) -> Outcome:
+        return Outcome(delivered=[item.seq for item in batch])
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def abort(self) -> None:
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+class HecTransport(HttpTransport):
+    """Splunk HTTP Event Collector: `POST /services/collector/event`, `Authorization: Splunk TOKEN`,
+    events concatenated (newline separated) in one body."""
+
+    path = "/services/collector/event"
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        super().__init__(target, hostname)
+        self.headers["Authorization"] = f"Splunk {target.secret('token')}"
+        self.host_field = target.options.get("hostname") or hostname
+        self.index = target.options.get("index")
+        self.source = target.options.get("source", "netwatch")
+        self.sourcetype = target.options.get("sourcetype", "netwatch:alert")
+
+    def body(self, batch: Sequence[QueuedEvent]) -> bytes:
+        return "\n".join(
+            hec_event(_loads(item.text), item.text, host=self.host_field, source=self.source,
+                      sourcetype=self.sourcetype, index=self.index)
+            for item in batch
+        ).encode("utf-8")
+
+
+DEFAULT_ELASTIC_INDEX = "netwatch-alerts"
+
+
+class ElasticBulkTransport(HttpTransport):
+    """Elasticsearch / OpenSearch `_bulk` with `create` actions keyed by event.id; items that
+    fail with 429/5xx are retried alone, items refused for good (e.g. 400 mapping errors) are
+    rejected, 409 (already indexed: a redelivery) counts as delivered."""
+
+    content_type = "application/x-ndjson"
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        super().__init__(target, hostname)
+        self.index = target.path or None
+        self.path = f"/{self.index}/_bulk" if self.index else "/_bulk"
+        self.action_index = None if self.index else DEFAULT_ELASTIC_INDEX
+        api_key = target.secret("api_key")
+        if api_key:
+            self.headers["Authorization"] = f"ApiKey {api_key}"
+        elif "user" in target.options:
+            self.headers["Authorization"] = _basic(target.options["user"], target.secret("password") or "")
+
+    def body(self, batch: Sequence[QueuedEvent]) -> bytes:
+        return "".join(bulk_lines(_loads(item.text), item.text, index=self.action_index)
+                       for item in batch).encode("utf-8")
+
+    def accepted(self, batch: Sequence[QueuedEvent], payload: bytes) -> Outcome:
+        try:
+            answer = json.loads(payload)
+            items = answer["items"]
+            errors = bool(answer.get("errors"))
+        except (ValueError, KeyError, TypeError):
+            return Outcome(error="_bulk: unreadable response")
+        if not errors:
+            return Outcome(delivered=[item.seq for item in batch])
+        if not isinstance(items, list) or len(items) != len(batch):
+            return Outcome(error="_bulk: response items do not match the request")
+        outcome = Outcome()
+        retried = 0
+        first_reason = ""
+        for queued, item in zip(batch, items, strict=True):
+            result = next(iter(item.values()), {}) if isinstance(item, dict) and item else {}
+            status = result.get("status", 0) if isinstance(result, dict) else 0
+            if 200 <= status < 300 or status == 409:
+                outcome.delivered.append(queued.seq)
+            elif status == 429 or status >= 500 or not isinstance(status, int) or status == 0:
+                retried += 1
+                if not first_reason:
+                    first_reason = f"item status {status}"
+            else:
+                outcome.rejected.append(queued.seq)
+        if retried:
+            # Only the failed items stay queued: the next batch starts with them, in order.
+            outcome.error = f"_bulk: {retried} of {len(batch)} items failed ({first_reason})"
+        return outcome
+
+
+class WebhookTransport(HttpTransport):
+    """Generic webhook: a JSON array of ECS events per POST to the URL's path."""
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        super().__init__(target, hostname)
+        self.path = target.path or "/"
+        token = target.secret("token")
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        elif "user" in target.options:
+            self.headers["Authorization"] = _basic(target.options["user"], target.secret("password") or "")
+
+    def body(self, batch: Sequence[QueuedEvent]) -> bytes:
+        return ("[" + ",".join(item.text for item in batch) + "]").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# rotating JSON-lines file
+# ---------------------------------------------------------------------------------------------
+class RotatingFileTransport(Transport):
+    """Appends ECS JSON lines; rotates PATH -> PATH.1 -> ... PATH.N at `max_bytes`. Delivered =
+    written, flushed and (unless ?fsync=0) fsynced."""
+
+    def __init__(self, target: ForwardTarget, hostname: str | None = None) -> None:
+        self.path = Path(target.path)
+        self.max_bytes = int(target.number("max_bytes", 100 * 1024 * 1024, minimum=1))
+        self.backups = int(target.number("backups", 5, minimum=0))
+        self.fsync = target.flag("fsync", True)
+        self.max_batch = int(target.number("batch", 1000, minimum=1))
+        self._handle = None
+
+    def _open(self):
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
+        return self._handle
+
+    def _rotate(self) -> None:
+        self.close()
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+            return
+        for number in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
+        if self.path.exists():
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+    def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
+        outcome = Outcome()
+        try:
+            for item in batch:
+                line = item.text.encode("utf-8") + b"\n"
+                handle = self._open()
+                if handle.tell() > 0 and handle.tell() + len(line) > self.max_bytes:
+                    handle.flush()
+                    if self.fsync:
+                        os.fsync(handle.fileno())
+                    self._rotate()
+                    handle = self._open()
+                handle.write(line)
+                outcome.delivered.append(item.seq)
+            handle = self._open()
+            handle.flush()
+            if self.fsync:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            self.close()
+            return Outcome(error=f"write {self.path}: {_describe(exc)}")
+        return outcome
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+def make_transport(target: ForwardTarget, hostname: str | None = None) -> Transport:
+    family = {"syslog": SyslogTransport, "hec": HecTransport, "elastic": ElasticBulkTransport,
+              "webhook": WebhookTransport, "file": RotatingFileTransport}[target.family]
+    return family(target, hostname)

@@ -1,0 +1,128 @@
+"""The capture-to-event pipeline shared by `netwatch scan` and `netwatch sensor`.
+
+decode (link, tunnels, IP, fragments) -> extract (stream heads, protocol parsers) ->
+detect (signatures, policy, devices) -> ECS event dicts. A packet travels this list once, in
+one direction; nothing here reads files or writes output.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from netwatch import __version__
+from netwatch.decode.decoder import Decoder
+from netwatch.detect.engine import Detector
+from netwatch.extract import Extractor
+from netwatch.model import Observation, RawPacket
+from netwatch.outputs.ecs import build_event
+from netwatch.signatures import SignatureSet
+
+# At most this many internal errors keep their text, so a systematic bug cannot grow memory.
+_MAX_ERROR_SAMPLES = 10
+
+
+def default_observer(kind: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "vendor": "netwatch",
+        "product": "netwatch",
+        "version": __version__,
+        "hostname": socket.gethostname(),
+    }
+
+
+class Pipeline:
+    """Feed RawPackets in, get ECS event dicts out; keeps the device inventory."""
+
+    def __init__(
+        self,
+        sigset: SignatureSet,
+        *,
+        min_confidence: str | None = None,
+        emit_all: bool = False,
+        observer: dict[str, Any] | None = None,
+    ) -> None:
+        self.decoder = Decoder()
+        self.extractor = Extractor()
+        self.detector = Detector(sigset, min_confidence=min_confidence, emit_all=emit_all)
+        self.inventory = self.detector.inventory
+        self.observer = observer if observer is not None else default_observer("sensor")
+        self.capture_file: str | None = None
+        self.candidates = 0
+        self.internal_errors = 0
+        self.error_samples: list[str] = []
+        self._ruleset_version = ""
+        self._policy = ""
+        self._describe(sigset)
+
+    @property
+    def sigset(self) -> SignatureSet:
+        return self.detector.sigset
+
+    def _describe(self, sigset: SignatureSet) -> None:
+        self._ruleset_version = sigset.version_string if hasattr(sigset, "version_string") else (
+            f"{sigset.version}+{sigset.content_hash}")
+        self._policy = getattr(sigset.policy, "id", str(sigset.policy))
+
+    def reload(self, sigset: SignatureSet) -> None:
+        """Apply a new signature set from the next packet on; flow state is kept."""
+        self.detector.reload(sigset)
+        self._describe(sigset)
+
+    def process(self, pkt: RawPacket) -> list[dict[str, Any]]:
+        """Events caused by one packet. Never raises: a bug is counted, sampled and skipped."""
+        self.candidates += 1
+        try:
+            seg = self.decoder.decode(pkt)
+            if seg is None:
+                return []
+            observations = self.extractor.segment(seg)
+            return self._detect(observations) if observations else []
+        except Exception as exc:  # defence in depth: the parsers themselves must not raise
+            self._internal_error(pkt.frame, exc)
+            return []
+
+    def flush(self) -> list[dict[str, Any]]:
+        """End of input: settle connections that are still waiting for a name."""
+        try:
+            return self._detect(self.extractor.flush())
+        except Exception as exc:
+            self._internal_error(0, exc)
+            return []
+
+    def _detect(self, observations: list[Observation]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for obs in observations:
+            for det in self.detector.observe(obs):
+                events.append(
+                    build_event(det, ruleset_version=self._ruleset_version, policy=self._policy,
+                                observer=self.observer, capture_file=self.capture_file)
+                )
+        return events
+
+    def _internal_error(self, frame: int, exc: Exception) -> None:
+        self.internal_errors += 1
+        if len(self.error_samples) < _MAX_ERROR_SAMPLES:
+            self.error_samples.append(f"frame {frame}: {type(exc).__name__}: {exc}")
+
+    def counters(self) -> dict[str, Any]:
+        decode = self.decoder.counters
+        extract = self.extractor.counters
+        return {
+            "candidates": self.candidates,
+            "segments": decode.segments,
+            "malformed": decode.malformed + extract.malformed,
+            "malformed_by_reason": {**decode.malformed_by_reason,
+                                    **{f"{k}": v for k, v in extract.malformed_by_protocol.items()}},
+            "fragments_reassembled": decode.reassembled,
+            "dns_messages": extract.dns_messages,
+            "tls_client_hellos": extract.tls_client_hellos,
+            "quic_initials": extract.quic_initials,
+            "http_requests": extract.http_requests,
+            "dhcp_messages": extract.dhcp_messages,
+            "alerts": self.detector.alerts,
+            "events": self.detector.events,
+            "devices": len(self.inventory),
+            "internal_errors": self.internal_errors,
+        }
