@@ -265,8 +265,7 @@ class Extractor:
             self._pending.pop(key, None)
         if request.method == "CONNECT":
             # Through an explicit proxy the TLS ClientHello follows the CONNECT request in the same stream.
-            end = data.find(b"\r\n\r\n")
-            state.tls_offset = end + 4 if end >= 0 else len(data)
+            state.tls_offset = request.head_length or len(data)
             if len(data) > state.tls_offset:
                 self._parse_head(seg, head, state, out)
             return

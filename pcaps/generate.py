@@ -442,13 +442,18 @@ class TcpConversation:
         frames.append(self._add(self._frame(True, "A", self.client_seq, self.server_seq), 0.0002))
         return frames
 
-    def client_send(self, data: bytes, cuts: Sequence[int] = (), order: Sequence[int] | None = None,
-                    ack: bool = True) -> list[int]:
-        """Send `data` cut at the byte offsets `cuts` (plus MSS limits), segments in `order`."""
-        bounds = sorted(set([0, *cuts, len(data)]))
+    def segments(self, data: bytes, cuts: Sequence[int] = ()) -> list[tuple[int, bytes]]:
+        """(offset, bytes) pieces of `data` cut at `cuts` and wherever a piece would exceed the MSS."""
+        bounds = sorted({0, *cuts, len(data)})
         pieces = []
         for start, end in itertools.pairwise(bounds):
             pieces.extend((pos, data[pos:min(pos + self.MSS, end)]) for pos in range(start, end, self.MSS))
+        return pieces
+
+    def client_send(self, data: bytes, cuts: Sequence[int] = (), order: Sequence[int] | None = None,
+                    ack: bool = True) -> list[int]:
+        """Send `data` cut at the byte offsets `cuts` (plus MSS limits), segments in `order`."""
+        pieces = self.segments(data, cuts)
         order = range(len(pieces)) if order is None else order
         frames = []
         for index in order:

@@ -146,8 +146,9 @@ def _read_fully(stream: _Stream, buffer: memoryview) -> int:
 class CaptureFile:
     """An open capture: iterate it for the admitted RawPackets, in file order.
 
-    `frames` counts every frame framed so far (admitted or dropped), `warnings` collects
-    damage found while reading, `linktypes` the link types seen so far.
+    `frames` counts every frame framed so far (admitted or dropped), `admitted` the
+    RawPackets handed out, `warnings` the damage found while reading (reading stops at a
+    corrupt record or a read error), `linktypes` the link types seen so far.
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class CaptureFile:
         self.name = name
         self.format = capture_format
         self.warnings: list[CaptureWarning] = []
+        self.admitted = 0  # RawPackets handed out so far
         self._file = fileobj
         self._stream = stream
         self._filter = flow_filter
@@ -206,6 +208,7 @@ class CaptureFile:
                 self._filled += got
             with memoryview(self._buffer) as view, view[: self._filled] as data:
                 consumed, _frames, packets, error = framer.feed(data, flow_filter)
+            self.admitted += len(packets)
             yield from packets
             if error is not None:
                 where, message = error
@@ -225,10 +228,12 @@ class CaptureFile:
                 self._grow(framer.next_record_size)
 
     def _read(self, view: memoryview) -> int:
+        """Read into view; a read error ends the file like a truncation (the stream's `problem`)."""
         try:
             return _read_fully(self._stream, view)
         except OSError as exc:
-            raise CaptureError(f"{self.name}: {exc.strerror or exc}") from exc
+            self._stream.problem = f"read error: {exc.strerror or exc}"
+            return 0
 
     def _shift(self, consumed: int) -> None:
         """Move the unconsumed tail to the front of the buffer."""
@@ -328,9 +333,20 @@ def iter_capture_paths(args: Sequence[str]) -> Iterator[tuple[str, bool]]:
     """
     for arg in args:
         if arg != "-" and os.path.isdir(arg):
-            for root, dirs, files in os.walk(arg):
-                dirs.sort()
-                for filename in sorted(files):
-                    yield os.path.join(root, filename), False
+            yield from ((path, False) for path in _walk_sorted(arg))
         else:
             yield arg, True
+
+
+def _walk_sorted(directory: str) -> Iterator[str]:
+    """Files under `directory` in sorted path order; symlinked directories are not followed (no loops)."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_sorted(entry.path)
+        else:
+            yield entry.path

@@ -112,8 +112,12 @@ class LiveCapture:
         self.linktype = _DLT_TO_LINKTYPE.get(dlt, dlt)
         self._on_event(
             "capture opened",
-            {"interface": self.opts.interface, "linktype": self.linktype, "bpf": self.opts.bpf,
-             "fanout_group": self.opts.fanout_group},
+            {
+                "interface": self.opts.interface,
+                "linktype": self.linktype,
+                "bpf": self.opts.bpf,
+                "fanout_group": self.opts.fanout_group,
+            },
         )
 
     def close(self) -> None:
@@ -144,8 +148,7 @@ class LiveCapture:
             try:
                 packet_bytes, meta = self._handle.next_batch(self.opts.batch_size)
             except pcapy.PcapError as exc:
-                self._on_event("capture read failed, re-opening",
-                               {"interface": self.opts.interface, "error": str(exc)})
+                self._on_event("capture read failed, re-opening", {"interface": self.opts.interface, "error": str(exc)})
                 self.close()
                 continue
             n = len(meta) // _META_RECORD
@@ -169,8 +172,9 @@ class LiveCapture:
                 self.counters.reopens += 1
                 return True
             except LiveCaptureError as exc:
-                self._on_event("capture re-open failed", {"interface": self.opts.interface,
-                                                          "error": str(exc), "retry_in_s": delay})
+                self._on_event(
+                    "capture re-open failed", {"interface": self.opts.interface, "error": str(exc), "retry_in_s": delay}
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
         return False
@@ -210,4 +214,3 @@ class LiveCapture:
         except Exception:
             pass
         return out
-

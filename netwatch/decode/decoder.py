@@ -21,6 +21,8 @@ from netwatch.model import RawPacket, Segment
 
 MAX_TUNNELS = 6
 VXLAN_PORT = 4789  # IANA-assigned (RFC 7348 s5)
+GTP_U_PORT = 2152  # 3GPP TS 29.281
+GENEVE_PORT = 6081  # RFC 8926
 
 _IPV4_DATAGRAM_LIMIT = 65535  # whole datagram, header included (RFC 791)
 _IPV6_FRAGMENTABLE_LIMIT = 65535  # payload-length field bound; jumbograms are not reassembled
@@ -103,9 +105,13 @@ class Decoder:
                     src, dst, proto, ident, fragment, off, end, truncated = layers.ipv4(buf, off, end)
                     if truncated:
                         counters.truncated += 1
-                    if fragment:
-                        if truncated:
+                    if fragment and truncated:
+                        # A fragment cut by the snap length can never be reassembled; the first one
+                        # still holds the transport header and the start of its payload (as tshark).
+                        if fragment & 0x1FFF:
                             raise Malformed("fragment_truncated")
+                        fragment = 0
+                    if fragment:
                         got = self._reassemble(
                             (4, src, dst, ident, proto),
                             pkt.ts,
@@ -130,9 +136,11 @@ class Decoder:
                         frag_offset, more, ident, inner = fragment6
                         if frag_offset == 0 and not more:  # atomic fragment (RFC 6946): no reassembly
                             proto, off, fragment6 = layers.ipv6_extensions(buf, off, end, inner)
-                        else:
-                            if truncated:
+                        elif truncated:
+                            if frag_offset:
                                 raise Malformed("fragment_truncated")
+                            proto, off, fragment6 = layers.ipv6_extensions(buf, off, end, inner)
+                        else:
                             got = self._reassemble(
                                 (6, src, dst, ident),
                                 pkt.ts,
@@ -167,10 +175,18 @@ class Decoder:
                     )
                 if proto == layers.IPPROTO_UDP:
                     src_port, dst_port, payload_off, payload_end = layers.udp(buf, off, end, truncated)
-                    inner_eth = None
+                    tunnel = None
                     if dst_port == VXLAN_PORT:
-                        inner_eth = layers.vxlan_inner(buf, payload_off, payload_end)
-                    if inner_eth is None:
+                        inner = layers.vxlan_inner(buf, payload_off, payload_end)
+                        if inner is not None:
+                            tunnel = layers.ETH_TEB, inner, payload_end
+                    elif dst_port == GTP_U_PORT:
+                        tunnel = layers.gtp_u(buf, payload_off, payload_end)
+                    elif dst_port == GENEVE_PORT:
+                        inner = layers.geneve(buf, payload_off, payload_end)
+                        if inner is not None:
+                            tunnel = inner[0], inner[1], payload_end
+                    if tunnel is None:
                         return self._segment(
                             pkt,
                             "udp",
@@ -185,8 +201,7 @@ class Decoder:
                             0,
                         )
                     tunnels = self._enter_tunnel(tunnels, info)
-                    ethertype, off = layers.ethernet(buf, inner_eth, payload_end, info)
-                    end = payload_end
+                    ethertype, off, end = tunnel
                     break
                 if proto == layers.IPPROTO_IPIP or proto == layers.IPPROTO_IPV6:
                     tunnels = self._enter_tunnel(tunnels, info)

@@ -140,7 +140,7 @@ def ethernet(buf: bytes, off: int, end: int, info: LinkInfo) -> tuple[int, int]:
 
 
 def _raw_ip(buf: bytes, off: int) -> int:
-    """Raw IP link types carry no type field: the version nibble decides."""
+    """Raw IP (link types, GTP-U) carries no type field: the version nibble decides."""
     if len(buf) <= off:
         raise Malformed("ip_header")
     version = buf[off] >> 4
@@ -321,6 +321,54 @@ def vxlan_inner(buf: bytes, off: int, end: int) -> int | None:
     if end - off >= 8 + 14 and buf[off] & 0x08:
         return off + 8
     return None
+
+
+MAX_GTP_EXTENSIONS = 8
+
+
+def gtp_u(buf: bytes, off: int, end: int) -> tuple[int, int, int] | None:
+    """GTPv1-U G-PDU (3GPP TS 29.281): (ethertype, inner IP offset, inner end), None if not a G-PDU.
+
+    Mobile-core captures carry subscriber traffic this way; other message types (echo, error
+    indication) carry no user packet and decode as ordinary UDP.
+    """
+    if end - off < 8:
+        return None
+    flags = buf[off]
+    if flags >> 5 != 1 or not flags & 0x10 or buf[off + 1] != 0xFF:  # version 1, PT=GTP, G-PDU
+        return None
+    end = min(end, off + 8 + _U16(buf, off + 2)[0])
+    pos = off + 8
+    if flags & 0x07:  # E, S or PN: sequence(2), N-PDU(1), next extension type(1) are present
+        if end - pos < 4:
+            raise Malformed("gtp_header")
+        next_ext = buf[pos + 3]
+        pos += 4
+        for _ in range(MAX_GTP_EXTENSIONS):
+            if not flags & 0x04 or next_ext == 0:
+                break
+            if end - pos < 4:
+                raise Malformed("gtp_header")
+            size = buf[pos] * 4  # length in 4-octet units, the last octet is the next type
+            if size == 0 or pos + size > end:
+                raise Malformed("gtp_header")
+            next_ext = buf[pos + size - 1]
+            pos += size
+        else:
+            raise Malformed("gtp_header")
+    if pos >= end:
+        raise Malformed("gtp_header")
+    return _raw_ip(buf, pos), pos, end
+
+
+def geneve(buf: bytes, off: int, end: int) -> tuple[int, int] | None:
+    """Geneve (RFC 8926): (protocol type as ethertype, payload offset), None unless version 0."""
+    if end - off < 8 or buf[off] >> 6 != 0:
+        return None
+    payload = off + 8 + (buf[off] & 0x3F) * 4
+    if payload > end:
+        raise Malformed("geneve_header")
+    return _U16(buf, off + 2)[0], payload
 
 
 # ---------------------------------------------------------------------------------------------------------

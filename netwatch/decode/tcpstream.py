@@ -6,7 +6,8 @@ segments, and segments arrive out of order, retransmitted or overlapping.
 
 Semantics:
 - A SYN gives the ISN; data starts at ISN + 1. A SYN with a different ISN resets the direction (a new
-  connection on the same 4-tuple); a retransmitted SYN (same ISN) changes nothing.
+  connection on the same 4-tuple); a retransmitted SYN (same ISN) changes nothing; a SYN captured after
+  the first data of its direction (reordering) just moves the start back to ISN + 1.
 - Without a SYN (capture started mid-connection) the direction starts at the lowest sequence number
   seen; an earlier segment rebases the head while it is still short (the old bytes are kept, placed
   after the new start), within head_limit. Sequence arithmetic wraps at 2**32.
@@ -119,7 +120,10 @@ class StreamHeads:
             self._finished.popitem(last=False)
 
     def add(self, seg: Segment) -> StreamHead | None:
-        """Feed one TCP segment; return its direction's head when the contiguous prefix grew or was rebased."""
+        """Feed one TCP segment; return its direction's head when the contiguous prefix grew or was rebased.
+
+        The same StreamHead object is returned (and updated in place) for the life of the direction.
+        """
         if seg.transport != "tcp":
             return None
         key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
@@ -137,15 +141,20 @@ class StreamHeads:
         self._expire(ts)
         stream = self._streams.get(key)
         seq = seg.tcp_seq
+        rebased = False
         if syn:
-            if stream is not None and stream.head.syn_seen and stream.base == (seq + 1) % _MOD:
+            seq = (seq + 1) % _MOD  # SYN occupies one sequence number; data (TFO) follows it
+            if stream is not None and stream.head.syn_seen and stream.base == seq:
                 self.counters.retransmitted += 1
+                self._streams.move_to_end(key)
+            elif stream is not None and not stream.head.syn_seen and self._adopt_isn(stream, seq):
+                rebased = True  # a SYN captured after the first data (reordering): same connection
+                self._streams.move_to_end(key)
             else:
                 if stream is not None:
                     self.counters.resets += 1
                     self._discard(key)
-                stream = self._new_stream(key, seg, (seq + 1) % _MOD, syn_seen=True)
-            seq = (seq + 1) % _MOD  # SYN occupies one sequence number; data (TFO) follows it
+                stream = self._new_stream(key, seg, seq, syn_seen=True)
         elif stream is None:
             if not seg.payload and not flags & _FIN:
                 return None  # a bare ACK tells nothing about where the data starts
@@ -155,7 +164,7 @@ class StreamHeads:
         stream.last_ts = ts
         head = stream.head
         head.last_frame = seg.frame
-        grew = False
+        grew = rebased
         rel = (seq - stream.base) % _MOD
         if rel >= _HALF:  # before the start
             back = _MOD - rel
@@ -295,6 +304,17 @@ class StreamHeads:
             stream.held_bytes -= end - start
             if end > len(buf):  # always true: held pieces never overlap the prefix or each other
                 buf += piece[len(buf) - start :]
+
+    def _adopt_isn(self, stream: _Stream, start: int) -> bool:
+        """A late SYN for a direction started without one: move the start to ISN+1 if it fits."""
+        head = stream.head
+        back = (stream.base - start) % _MOD
+        if back >= _HALF or head.complete or back + len(stream.buf) > self.head_limit:
+            return False
+        if back:
+            self._rebase(stream, back)
+        head.syn_seen = True
+        return True
 
     def _rebase(self, stream: _Stream, back: int) -> None:
         """Move the start `back` bytes earlier; what was contiguous becomes held beyond the new gap."""

@@ -206,6 +206,10 @@ class SyslogFormatter:
         self._build = {"rfc5424": self._rfc5424, "rfc3164": self._rfc3164, "cef": self._cef,
                        "leef": self._leef, "json": self._json}[fmt]
 
+    def message(self, event: Mapping[str, Any], event_text: str) -> str:
+        """The syslog message as text; `event_text` is `event_json(event)`."""
+        return self._build(event, event_text)
+
     def format(self, event: Mapping[str, Any], event_text: str) -> bytes:
         return self._build(event, event_text).encode("utf-8")
 

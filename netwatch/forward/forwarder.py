@@ -216,7 +216,14 @@ class ForwarderSet:
         text = event_json(event)
         crowded = False
         for forwarder in self.forwarders:
-            forwarder.queue.put(text)
+            try:
+                unit = forwarder.transport.prepare(event, text)
+            except Exception:  # a formatter bug must never break capture
+                forwarder.rejected += 1
+                log.exception("forwarder %s: cannot format an alert (dropped, counted as rejected)",
+                              forwarder.name)
+                continue
+            forwarder.queue.put(unit)
             crowded = crowded or forwarder.queue.pending >= COMMIT_EVERY
         if crowded:
             self._commit_wake.set()

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 class QueuedEvent(NamedTuple):
     seq: int
-    text: str  # the event's canonical JSON text (formats.event_json)
+    text: str  # the wire unit of one event (Transport.prepare), e.g. a syslog message
 
 
 class DurableQueue:

@@ -24,10 +24,11 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from netwatch.forward.formats import SyslogFormatter, bulk_lines, hec_event
 from netwatch.forward.queue import QueuedEvent
@@ -44,9 +45,15 @@ class Outcome:
 
 
 class Transport:
-    """Base class: `send()` one batch, `close()` the connection, `abort()` from another thread."""
+    """Base class: `prepare()` one event into its wire text (at submit time, so the queue holds
+    ready-to-send units and delivery costs almost no CPU), `send()` one batch of them, `close()`
+    the connection, `abort()` from another thread."""
 
     max_batch = 500
+
+    def prepare(self, event: Mapping[str, Any], event_text: str) -> str:
+        """The unit stored in the queue for this event; `event_text` is `event_json(event)`."""
+        return event_text
 
     def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
         raise NotImplementedError
@@ -56,14 +63,6 @@ class Transport:
 
     def abort(self) -> None:
         """Interrupt a blocked send (called from another thread on shutdown)."""
-
-
-def _loads(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def tls_context(target: ForwardTarget) -> ssl.SSLContext:
@@ -99,8 +98,8 @@ class SyslogTransport(Transport):
         self._context = tls_context(target) if self.protocol == "tls" else None
         self._sock: socket.socket | None = None
 
-    def frames(self, batch: Sequence[QueuedEvent]) -> list[bytes]:
-        return [self.formatter.format(_loads(item.text), item.text) for item in batch]
+    def prepare(self, event: Mapping[str, Any], event_text: str) -> str:
+        return self.formatter.message(event, event_text)
 
     def _connect(self) -> socket.socket:
         if self.protocol == "udp":
@@ -146,7 +145,7 @@ class SyslogTransport(Transport):
             return True
 
     def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
-        frames = self.frames(batch)
+        frames = [item.text.encode("utf-8") for item in batch]
         try:
             if self._sock is not None and self._peer_closed(self._sock):
                 self.close()
@@ -183,9 +182,14 @@ class SyslogTransport(Transport):
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        if sock is None:
+            return
+        if isinstance(sock, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):
+                sock.settimeout(1.0)
+                sock.unwrap()  # close_notify, so the receiver sees an orderly TLS close
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def abort(self) -> None:
         sock = self._sock
@@ -312,12 +316,12 @@ class HecTransport(HttpTransport):
         self.source = target.options.get("source", "netwatch")
         self.sourcetype = target.options.get("sourcetype", "netwatch:alert")
 
+    def prepare(self, event: Mapping[str, Any], event_text: str) -> str:
+        return hec_event(event, event_text, host=self.host_field, source=self.source,
+                         sourcetype=self.sourcetype, index=self.index)
+
     def body(self, batch: Sequence[QueuedEvent]) -> bytes:
-        return "\n".join(
-            hec_event(_loads(item.text), item.text, host=self.host_field, source=self.source,
-                      sourcetype=self.sourcetype, index=self.index)
-            for item in batch
-        ).encode("utf-8")
+        return "\n".join(item.text for item in batch).encode("utf-8")
 
 
 DEFAULT_ELASTIC_INDEX = "netwatch-alerts"
@@ -341,9 +345,11 @@ class ElasticBulkTransport(HttpTransport):
         elif "user" in target.options:
             self.headers["Authorization"] = _basic(target.options["user"], target.secret("password") or "")
 
+    def prepare(self, event: Mapping[str, Any], event_text: str) -> str:
+        return bulk_lines(event, event_text, index=self.action_index)
+
     def body(self, batch: Sequence[QueuedEvent]) -> bytes:
-        return "".join(bulk_lines(_loads(item.text), item.text, index=self.action_index)
-                       for item in batch).encode("utf-8")
+        return "".join(item.text for item in batch).encode("utf-8")
 
     def accepted(self, batch: Sequence[QueuedEvent], payload: bytes) -> Outcome:
         try:

@@ -18,12 +18,13 @@ class Status(str, Enum):
 _SPECIAL = frozenset(b'"();\\@$')
 
 
-def escape_name_bytes(raw: bytes, *, escape_dot: bool = False) -> str:
+def escape_name_bytes(raw: bytes, *, escape_dot: bool = False, keep_space: bool = False) -> str:
     """Render wire bytes of a host name as printable text that can never break an output format.
 
     Printable ASCII stays as it is; the RFC 1035 specials get a backslash; every other byte
     (controls, spaces, non-ASCII) becomes `\\DDD` (decimal), as in DNS presentation format.
-    `escape_dot` is for DNS labels, where a literal dot inside a label must not read as a separator.
+    `escape_dot` is for DNS labels, where a literal dot inside a label must not read as a separator;
+    `keep_space` is for free text such as a DHCP vendor class ("MSFT 5.0").
     """
     if raw.isascii() and raw.isalnum():
         return raw.decode("ascii")
@@ -31,7 +32,7 @@ def escape_name_bytes(raw: bytes, *, escape_dot: bool = False) -> str:
     for byte in raw:
         if byte in _SPECIAL or (escape_dot and byte == 0x2E):
             out.append("\\" + chr(byte))
-        elif 0x21 <= byte <= 0x7E:
+        elif 0x21 <= byte <= 0x7E or (keep_space and byte == 0x20):
             out.append(chr(byte))
         else:
             out.append(f"\\{byte:03d}")

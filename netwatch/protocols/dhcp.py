@@ -57,10 +57,10 @@ def _dotted(raw: bytes) -> str:
     return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
 
 
-def _text(raw: bytes) -> str | None:
+def _text(raw: bytes, *, keep_space: bool = False) -> str | None:
     """Escaped text of a name option; trailing NULs (C strings from some clients) are dropped."""
     raw = raw.rstrip(b"\x00")
-    return escape_name_bytes(raw) if raw else None
+    return escape_name_bytes(raw, keep_space=keep_space) if raw else None
 
 
 def _read_options(area: bytes, options: dict[int, list[bytes]]) -> bool:
@@ -146,9 +146,9 @@ def _parse(data: bytes) -> DhcpInfo | None:
     if value := options.get(OPT_MESSAGE_TYPE):
         info.msg_type = value[0]
     if value := options.get(OPT_HOSTNAME):
-        info.hostname = _text(value)
+        info.hostname = _text(value, keep_space=True)
     if value := options.get(OPT_VENDOR_CLASS):
-        info.vendor_class = _text(value)
+        info.vendor_class = _text(value, keep_space=True)
     value = options.get(OPT_REQUESTED_IP)
     if value is not None and len(value) == 4:
         info.requested_ip = _dotted(value)

@@ -44,9 +44,11 @@ STATUS_NOT_QUIC = "not_quic"  # an Initial-shaped packet whose lengths do not ho
 QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
 
-# Initial salts. v1: RFC 9001 section 5.2. v2: RFC 9369 section 3.3.1 (version number: section 3.1).
-# Drafts: draft-ietf-quic-tls-23 to -28 section 5.2 (0xc3ee...), -29 to -32 (0xafbf...), and -33/-34
-# already used the v1 salt (the draft ranges as Wireshark's packet-quic.c maps them).
+# Initial salts. v1: RFC 9001 section 5.2. v2: RFC 9369 section 3.3.1 (version number: section 3.1,
+# labels: 3.3.2, packet types: 3.2). Checked against the RFC texts (rfc9001.txt in quicwg/base-drafts,
+# rfc/rfc9369.txt in quicwg/quic-v2); the Appendix A key vectors of both RFCs are in the tests.
+# Drafts: draft-ietf-quic-tls-23 to -28 section 5.2 (0xc3ee...), -29 to -32 (0xafbf...); -33/-34
+# already used the v1 salt (the ranges as Wireshark's packet-quic.c maps them).
 _SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 _SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
 _SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
@@ -257,7 +259,7 @@ def _remove_protection(data: bytes, header: _LongHeader, keys: InitialKeys) -> t
     return packet_number, plaintext
 
 
-def _parse_frames(payload: bytes) -> list[tuple[int, bytes]] | None:
+def _parse_frames(payload: bytes) -> list[tuple[int, bytes]]:
     """CRYPTO frames of a decrypted Initial payload (RFC 9000 section 19).
 
     PADDING, PING, ACK, CRYPTO and CONNECTION_CLOSE are understood; anything else (not allowed in

@@ -22,6 +22,7 @@ evidence); `needed` then tells a stream caller how many bytes the direction must
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 from netwatch.protocols.common import Status, escape_name_bytes
@@ -82,7 +83,7 @@ class _Reader:
 
     __slots__ = ("data", "end", "pos")
 
-    def __init__(self, data: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
+    def __init__(self, data: bytes | bytearray, pos: int = 0, end: int | None = None) -> None:
         self.data = data
         self.pos = pos
         self.end = len(data) if end is None else end
@@ -121,7 +122,8 @@ class _Reader:
 
 
 def _u16_list(raw: bytes) -> tuple[int, ...]:
-    return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw) - 1, 2))
+    """Big-endian 16-bit values; an odd trailing byte is ignored."""
+    return struct.unpack(f">{len(raw) // 2}H", raw[: len(raw) // 2 * 2])
 
 
 class _Fields:
@@ -247,7 +249,7 @@ def _parse_body(body: _Reader, fields: _Fields, *, complete: bool) -> None:
         raise _Malformed  # bytes after the extensions block
 
 
-def _parse_message(msg: bytes | bytearray | memoryview, transport: str) -> ClientHello:
+def _parse_message(msg: bytes | bytearray, transport: str) -> ClientHello:
     """A Handshake message that starts at msg[0]; trailing bytes after it are ignored."""
     if len(msg) < 1:
         return ClientHello(Status.NEED_MORE, needed=_HANDSHAKE_HEADER)

@@ -86,7 +86,10 @@ class DeviceRecord:
     def merge(self, other: dict[str, Any]) -> bool:
         """Fold a device dict in; return True when anything changed."""
         before = (len(self.macs), len(self.ips), self.hostname, self.vendor, self.first_seen, self.last_seen)
-        for mac in other.get("macs") or ():
+        macs = list(other.get("macs") or ())
+        if other.get("mac"):
+            macs.append(other["mac"])
+        for mac in macs:
             if mac and mac not in self.macs and len(self.macs) < 64:
                 self.macs.append(mac)
         for ip in other.get("ips") or ():

@@ -111,7 +111,7 @@ def evidence_packets(event: dict[str, Any], ring: deque[RawPacket], current: Raw
         if src and dst and (src not in pkt.data or dst not in pkt.data):
             continue
         picked.append(pkt)
-    picked = picked[-(EVIDENCE_PER_ALERT - 1):] + [current]
+    picked = [*picked[-(EVIDENCE_PER_ALERT - 1):], current]
     return [(p.ts, p.linktype, p.data) for p in picked]
 
 

@@ -1,0 +1,517 @@
+"""The sensor daemon: capture workers in, one event stream, one inventory and one database out.
+
+The parent process owns everything with side effects (outputs, forwarders, database,
+evidence pcaps, metrics, signals); workers only capture and run the pipeline. That keeps the
+merge trivial (one aggregator, one writer) and lets a crashed worker be restarted alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import sys
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import IO, Any
+
+from netwatch import __version__
+from netwatch.sensor.alerts import REASON_FIRST, REASON_REMINDER, AlertAggregator, annotate, event_key
+from netwatch.sensor.config import ConfigError, SensorConfig, build_config
+from netwatch.sensor.logs import log
+from netwatch.sensor.state import DeviceRecord, StateDB, StateError
+from netwatch.sensor.worker import WorkerSpec, load_sigset, run_worker
+
+HOUSEKEEPING_S = 1.0
+PRUNE_EVERY_S = 3600.0
+DB_RETRY_S = 30.0
+ERROR_LOG_EVERY_S = 60.0
+MAX_PENDING_ALERTS = 10_000  # alert history rows kept in memory while the database is unwritable
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+WORKER_RESTART_S = 2.0
+
+
+def _ecs_mac_to_colon(mac: str | None) -> str | None:
+    return mac.lower().replace("-", ":") if mac else None
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec, process: Any, ctrl: Any) -> None:
+        self.spec, self.process, self.ctrl = spec, process, ctrl
+        self.ready = False
+        self.stats: dict[str, Any] = {}
+        self.counters: dict[str, Any] = {}
+        self.finished = False
+        self.restart_at = 0.0
+
+
+class Sensor:
+    """Run with `Sensor(cfg, config_path, cli_overrides, logger).run()`; returns an exit code."""
+
+    def __init__(self, cfg: SensorConfig, config_path: str | None, cli_overrides: dict[str, Any],
+                 logger: logging.Logger) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.cli_overrides = cli_overrides
+        self.logger = logger
+        self.hostname = cfg.sensor_name or socket.gethostname()
+        self.ctx = mp.get_context("spawn")  # no fork of a process that has threads (metrics, forwarders)
+        self.events_q: Any = None
+        self.stop_event: Any = None
+        self.workers: list[_Worker] = []
+        self.aggregator = AlertAggregator(reminder_interval=cfg.reminder_interval)
+        self.devices: dict[str, DeviceRecord] = {}
+        self.dirty_devices: set[str] = set()
+        self.pending_alerts: deque[tuple[float, str, str, str, dict]] = deque(maxlen=MAX_PENDING_ALERTS)
+        self.db: StateDB | None = None
+        self.output: IO[str] | None = None
+        self.forwarders: Any = None
+        self.evidence: Any = None
+        self.signature_version = ""
+        self.signature_hash = ""
+        self.totals: Counter[str] = Counter()
+        self.retired: Counter[str] = Counter()  # counters of workers that ended (restarts)
+        self.detections: Counter[str] = Counter()
+        self.alerts: Counter[tuple[str, str]] = Counter()
+        self.started = time.time()
+        self._stop = False
+        self._hup = False
+        self._last_error_log: dict[str, float] = {}
+        self._last_drops = 0
+
+    # -- logging helpers -----------------------------------------------------------
+    def info(self, msg: str, **fields: Any) -> None:
+        log(self.logger, logging.INFO, msg, **fields)
+
+    def error(self, msg: str, *, key: str | None = None, **fields: Any) -> None:
+        """Loud, but at most once a minute per `key` so a full disk does not flood the journal."""
+        now = time.monotonic()
+        if key is not None:
+            if now - self._last_error_log.get(key, -1e9) < ERROR_LOG_EVERY_S:
+                return
+            self._last_error_log[key] = now
+        log(self.logger, logging.ERROR, msg, **fields)
+
+    # -- setup ---------------------------------------------------------------------
+    def _open_db(self) -> None:
+        try:
+            self.db = StateDB(self.cfg.db)
+        except StateError as exc:
+            self.db = None
+            self.totals["db_errors"] += 1
+            self.error("state database unavailable; capture continues without persistence",
+                       key="db_open", error=str(exc), db=self.cfg.db)
+            return
+        if not self.aggregator.contacts:
+            self.aggregator.contacts.update(self.db.load_contacts())
+            self.devices.update(self.db.load_devices())
+            self.info("state loaded", db=self.cfg.db, devices=len(self.devices),
+                      contacts=len(self.aggregator.contacts))
+
+    def _open_output(self) -> None:
+        if self.cfg.output in ("", None):
+            return
+        if self.cfg.output == "-":
+            self.output = sys.stdout
+            return
+        path = Path(self.cfg.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.output = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the daemon's life
+
+    def _open_forwarders(self) -> None:
+        if not self.cfg.forward:
+            return
+        from netwatch.forward import ForwarderSet
+
+        state_dir = Path(self.cfg.forward_state_dir or (Path(self.cfg.db).parent / "forward"))
+        self.forwarders = ForwarderSet.from_urls(self.cfg.forward, state_dir=state_dir,
+                                                 observer_hostname=self.hostname)
+        self.forwarders.start()
+
+    def _open_evidence(self) -> None:
+        if not self.cfg.evidence_dir:
+            return
+        from netwatch.sensor.evidence import EvidenceRing
+
+        try:
+            self.evidence = EvidenceRing(self.cfg.evidence_dir, max_bytes=int(self.cfg.evidence_max_mb * 2**20),
+                                         max_files=self.cfg.evidence_files)
+        except OSError as exc:
+            self.error("evidence capture disabled: cannot create its directory", error=str(exc),
+                       dir=self.cfg.evidence_dir)
+
+    def _observer(self) -> dict[str, Any]:
+        return {"type": "sensor", "vendor": "netwatch", "product": "netwatch", "version": __version__,
+                "hostname": self.hostname}
+
+    def _spec(self, index: int, interface: str, group: int | None) -> WorkerSpec:
+        c = self.cfg
+        return WorkerSpec(
+            index=index, interface=interface, fanout_group=group, snaplen=c.snaplen, promisc=c.promisc,
+            buffer_size=c.buffer_size_mb * 2**20, timeout_ms=c.timeout_ms, bpf=c.bpf, batch_size=c.batch_size,
+            max_flows=c.max_flows, head_packets=c.head_packets, head_bytes=c.head_bytes,
+            idle_timeout=c.idle_timeout, signatures=list(c.signatures), policy=c.policy,
+            min_confidence=c.min_confidence, emit_all=c.emit_all, observer=self._observer(),
+            evidence=bool(self.evidence))
+
+    def _start_worker(self, spec: WorkerSpec) -> _Worker:
+        ctrl = self.ctx.Queue()
+        process = self.ctx.Process(target=run_worker, args=(spec, self.events_q, ctrl, self.stop_event),
+                                   name=f"netwatch-worker-{spec.index}", daemon=True)
+        process.start()
+        return _Worker(spec, process, ctrl)
+
+    def _start_workers(self) -> None:
+        self.events_q = self.ctx.Queue(maxsize=4096)
+        self.stop_event = self.ctx.Event()
+        index = 0
+        for n, interface in enumerate(self.cfg.interfaces):
+            group = ((os.getpid() * 8 + n) & 0xFFFF) if self.cfg.workers > 1 else None
+            for _ in range(self.cfg.workers):
+                self.workers.append(self._start_worker(self._spec(index, interface, group)))
+                index += 1
+
+    # -- run -----------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            sigset = load_sigset(self.cfg.signatures, self.cfg.policy)
+        except Exception as exc:
+            self.error("cannot load signatures", error=str(exc))
+            return 2
+        self.signature_version = str(getattr(sigset, "version", ""))
+        self.signature_hash = str(getattr(sigset, "content_hash", ""))
+        self._open_db()
+        try:
+            self._open_output()
+            self._open_forwarders()
+        except Exception as exc:
+            self.error("cannot open outputs", error=str(exc))
+            return 2
+        self._open_evidence()
+        self._start_workers()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        if not self._wait_ready():
+            self._shutdown()
+            return 1
+        if self.cfg.metrics_port:
+            from netwatch.sensor.metrics import start_metrics_server
+
+            start_metrics_server(self.cfg.metrics_port, self.cfg.metrics_address, self.snapshot)
+            self.info("metrics endpoint listening", address=self.cfg.metrics_address, port=self.cfg.metrics_port)
+        self.info("sensor started", interfaces=self.cfg.interfaces, workers=self.cfg.workers, pid=os.getpid(),
+                  signature_version=self.signature_version, signature_hash=self.signature_hash,
+                  db=self.cfg.db, version=__version__)
+        self._heartbeat("running")
+        next_house = time.monotonic() + HOUSEKEEPING_S
+        next_stats = time.monotonic() + self.cfg.stats_interval
+        next_prune = time.monotonic()
+        while not self._stop:
+            self._pump(timeout=0.2)
+            if self._hup:
+                self._hup = False
+                self.reload()
+            now = time.monotonic()
+            if now >= next_house:
+                next_house = now + HOUSEKEEPING_S
+                self._check_workers()
+                self._persist()
+            if now >= next_stats:
+                next_stats = now + self.cfg.stats_interval
+                self._log_stats()
+                self._heartbeat("running")
+            if now >= next_prune:
+                next_prune = now + PRUNE_EVERY_S
+                self._prune()
+        self._shutdown()
+        return 0
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        self._stop = True
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        self._hup = True
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not all(w.ready for w in self.workers):
+            if self._stop or time.monotonic() > deadline:
+                self.error("workers did not start in time")
+                return False
+            self._pump(timeout=0.2)
+            if any(w.finished for w in self.workers):
+                return False
+        return True
+
+    # -- messages from workers -------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        try:
+            msg = self.events_q.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._handle(msg)
+        for _ in range(256):  # drain what is already there without blocking
+            try:
+                msg = self.events_q.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(msg)
+
+    def _handle(self, msg: tuple) -> None:
+        kind, index = msg[0], msg[1]
+        worker = self.workers[index]
+        if kind == "events":
+            for ts, event, packets in msg[2]:
+                self._on_event(ts, event, packets, worker)
+        elif kind == "stats":
+            worker.stats, worker.counters = msg[2], msg[3]
+        elif kind == "devices":
+            for dev in msg[2]:
+                self._merge_device(dev)
+        elif kind == "log":
+            log(self.logger, msg[2], msg[3], **msg[4])
+        elif kind == "ready":
+            worker.ready = True
+            self.info("worker ready", worker=index, pid=msg[2], interface=worker.spec.interface, linktype=msg[3])
+        elif kind == "reloaded":
+            self.info("worker applied signatures", worker=index, signature_version=msg[2], signature_hash=msg[3])
+        elif kind == "fatal":
+            worker.finished = True
+            self.error("worker failed", worker=index, interface=worker.spec.interface, error=msg[2])
+        elif kind == "bye":
+            worker.finished = True
+
+    def _merge_device(self, dev: dict[str, Any]) -> None:
+        dev_id = dev.get("id")
+        if not dev_id:
+            return
+        record = self.devices.get(dev_id)
+        if record is None:
+            ts = float(dev.get("first_seen") or dev.get("last_seen") or time.time())
+            record = self.devices[dev_id] = DeviceRecord(id=dev_id, first_seen=ts, last_seen=ts)
+            self.dirty_devices.add(dev_id)
+        if record.merge(dev):
+            self.dirty_devices.add(dev_id)
+
+    def _on_event(self, ts: float, event: dict[str, Any], packets: list, worker: _Worker) -> None:
+        key = event_key(event)
+        nw = event.get("netwatch") or {}
+        if key is not None:
+            device = nw.get("device") or {}
+            src = event.get("source") or {}
+            self._merge_device({"id": key[0], "mac": _ecs_mac_to_colon(src.get("mac")),
+                                "ips": [src["ip"]] if src.get("ip") else [], "hostname": device.get("hostname"),
+                                "vendor": device.get("vendor"), "first_seen": ts, "last_seen": ts})
+            self.detections[key[1]] += 1
+        verdict = self.aggregator.offer(event, ts)
+        if verdict.reason is None:
+            return
+        capture = {"interface": worker.spec.interface, "frame": (nw.get("capture") or {}).get("frame")}
+        if verdict.contact is not None:
+            out = annotate(event, verdict.reason, verdict.contact)
+            self.alerts[(key[1], verdict.reason)] += 1  # type: ignore[index]
+            if packets and self.evidence is not None and verdict.reason in (REASON_FIRST, REASON_REMINDER):
+                try:
+                    path, frame = self.evidence.write(packets)
+                    capture.update(evidence_file=str(path), evidence_frame=frame)
+                except OSError as exc:
+                    self.totals["evidence_errors"] += 1
+                    self.error("cannot write evidence pcap", key="evidence", error=str(exc))
+            self.pending_alerts.append((ts, key[0], key[1], verdict.reason, out))  # type: ignore[index]
+        else:
+            out = dict(event)
+        out["netwatch"] = {**out.get("netwatch", {}), "capture": capture}
+        self._emit(out)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.output is not None:
+            from netwatch.outputs.jsonl import dumps_event
+
+            try:
+                self.output.write(dumps_event(event) + "\n")
+                self.output.flush()
+            except (OSError, ValueError) as exc:
+                self.totals["output_errors"] += 1
+                self.error("cannot write output", key="output", error=str(exc), output=self.cfg.output)
+        if self.forwarders is not None:
+            try:
+                self.forwarders.submit(event)
+            except Exception as exc:
+                self.totals["forward_errors"] += 1
+                self.error("forwarder rejected an event", key="forward", error=str(exc))
+
+    # -- housekeeping ----------------------------------------------------------------
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        for i, worker in enumerate(self.workers):
+            if worker.process.is_alive():
+                continue
+            if not worker.restart_at:
+                self.error("worker exited; restarting it", worker=i, exitcode=worker.process.exitcode,
+                           interface=worker.spec.interface)
+                self._retire(worker)
+                worker.restart_at = now + WORKER_RESTART_S
+            elif now >= worker.restart_at:
+                self.workers[i] = self._start_worker(worker.spec)
+                self.workers[i].ready = True  # its 'ready' message arrives later; do not block on it
+
+    def _retire(self, worker: _Worker) -> None:
+        for key, value in self._worker_totals(worker).items():
+            self.retired[key] += value
+        worker.stats, worker.counters = {}, {}
+
+    @staticmethod
+    def _worker_totals(worker: _Worker) -> dict[str, int]:
+        s, c = worker.stats, worker.counters
+        return {"frames": s.get("frames", 0), "admitted": s.get("admitted", 0),
+                "kernel_dropped": s.get("kernel_dropped", 0), "interface_dropped": s.get("interface_dropped", 0),
+                "reopens": s.get("reopens", 0), "malformed": int(c.get("malformed", 0) or 0),
+                "candidates": int(c.get("candidates", 0) or 0)}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for metrics, stats lines and the heartbeat (merged over all workers)."""
+        totals: Counter[str] = Counter(self.retired)
+        for worker in self.workers:
+            totals.update(self._worker_totals(worker))
+        totals.update(self.totals)
+        depth = self.events_q.qsize() if self.events_q is not None else 0
+        if self.forwarders is not None:
+            with contextlib.suppress(Exception):
+                depth += sum(int(s.get("queued", 0)) for s in self.forwarders.stats().values())
+        return {"totals": dict(totals), "detections": dict(self.detections), "alerts": dict(self.alerts),
+                "queue_depth": depth, "workers_alive": sum(w.process.is_alive() for w in self.workers),
+                "signature_version": self.signature_version, "signature_hash": self.signature_hash}
+
+    def _log_stats(self) -> None:
+        snap = self.snapshot()
+        totals = snap["totals"]
+        drops = totals.get("kernel_dropped", 0) + totals.get("interface_dropped", 0)
+        level = logging.WARNING if drops > self._last_drops else logging.INFO
+        log(self.logger, level, "capture statistics" if level == logging.INFO else
+            "packets dropped before the sensor saw them", **totals, new_drops=drops - self._last_drops,
+            queue_depth=snap["queue_depth"], workers_alive=snap["workers_alive"],
+            devices=len(self.devices), contacts=len(self.aggregator.contacts))
+        self._last_drops = drops
+
+    def _persist(self) -> None:
+        if self.db is None:
+            if time.monotonic() - self._last_error_log.get("db_open", -1e9) >= DB_RETRY_S:
+                self._open_db()
+            if self.db is None:
+                return
+        contacts = self.aggregator.take_dirty()
+        devices = [self.devices[d] for d in self.dirty_devices if d in self.devices]
+        alerts = list(self.pending_alerts)
+        if not (contacts or devices or alerts):
+            return
+        try:
+            self.db.write_batch(devices, contacts, alerts)
+        except StateError as exc:
+            self.totals["db_errors"] += 1
+            self.aggregator.dirty.update((c.device_id, c.app) for c in contacts)
+            self.error("cannot write the state database; keeping state in memory and retrying",
+                       key="db_write", error=str(exc), db=self.cfg.db)
+            return
+        self.dirty_devices.clear()
+        self.pending_alerts.clear()
+
+    def _heartbeat(self, state: str) -> None:
+        if self.db is None:
+            return
+        snap = self.snapshot()
+        try:
+            self.db.set_meta("heartbeat", {"state": state, "pid": os.getpid(), "ts": time.time(),
+                                           "started": self.started, "interfaces": self.cfg.interfaces,
+                                           "workers": self.cfg.workers, "stats_interval": self.cfg.stats_interval,
+                                           **{k: v for k, v in snap.items() if k != "alerts"}})
+        except StateError as exc:
+            self.totals["db_errors"] += 1
+            self.error("cannot write the heartbeat", key="db_write", error=str(exc))
+
+    def _prune(self) -> None:
+        if self.db is None or self.cfg.retention_days <= 0:
+            return
+        cutoff = time.time() - self.cfg.retention_days * 86400.0
+        for key in [k for k, c in self.aggregator.contacts.items() if c.last_seen < cutoff]:
+            del self.aggregator.contacts[key]
+        try:
+            removed = self.db.prune(self.cfg.retention_days)
+        except StateError as exc:
+            self.error("retention pruning failed", key="db_write", error=str(exc))
+            return
+        if removed:
+            self.info("retention applied", removed_rows=removed, retention_days=self.cfg.retention_days)
+
+    # -- reload / stop ---------------------------------------------------------------
+    def reload(self) -> bool:
+        """SIGHUP: re-read config and signatures; on any error keep everything as it was."""
+        try:
+            new = build_config(self.config_path, self.cli_overrides) if self.config_path else self.cfg
+        except ConfigError as exc:
+            self.error("reload rejected: bad configuration, keeping the old one", error=str(exc))
+            return False
+        ignored = [f for f in SensorConfig.__dataclass_fields__
+                   if f not in SensorConfig.RELOADABLE and getattr(new, f) != getattr(self.cfg, f)]
+        try:
+            sigset = load_sigset(new.signatures, new.policy)
+        except Exception as exc:
+            self.error("reload rejected: bad signatures, keeping the old set", error=str(exc),
+                       signature_version=self.signature_version)
+            return False
+        changes = {f: getattr(new, f) for f in SensorConfig.RELOADABLE}
+        self.cfg = self.cfg.replace(**changes)
+        self.aggregator.reminder_interval = self.cfg.reminder_interval
+        self.logger.setLevel(self.cfg.log_level.upper())
+        self.signature_version = str(getattr(sigset, "version", ""))
+        self.signature_hash = str(getattr(sigset, "content_hash", ""))
+        for worker in self.workers:
+            worker.spec.signatures, worker.spec.policy = list(self.cfg.signatures), self.cfg.policy
+            worker.spec.min_confidence, worker.spec.emit_all = self.cfg.min_confidence, self.cfg.emit_all
+            worker.ctrl.put(("reload", list(self.cfg.signatures), self.cfg.policy, self.cfg.min_confidence,
+                             self.cfg.emit_all))
+        if ignored:
+            log(self.logger, logging.WARNING, "these options change only on restart", options=ignored)
+        self.info("reloaded", signature_version=self.signature_version, signature_hash=self.signature_hash)
+        return True
+
+    def _shutdown(self) -> None:
+        self.info("sensor stopping")
+        if self.stop_event is not None:
+            self.stop_event.set()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and not all(w.finished or not w.process.is_alive()
+                                                      for w in self.workers):
+            self._pump(timeout=0.1)
+        self._pump(timeout=0.05)
+        for worker in self.workers:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                self.error("worker did not stop; terminating it", worker=worker.spec.index)
+                worker.process.terminate()
+                worker.process.join(timeout=2)
+        self._persist()
+        self._log_stats()
+        self._heartbeat("stopped")
+        if self.forwarders is not None:
+            with contextlib.suppress(Exception):
+                self.forwarders.flush(5.0)
+            self.forwarders.close()
+        if self.evidence is not None:
+            self.evidence.close()
+        if self.output is not None and self.output is not sys.stdout:
+            self.output.close()
+        if self.db is not None:
+            self.db.close()
+        self.info("sensor stopped")
+
+
+def run_sensor(config_path: str | None, cli_overrides: dict[str, Any], logger: logging.Logger) -> int:
+    cfg = build_config(config_path, cli_overrides)
+    return Sensor(cfg, config_path, cli_overrides, logger).run()

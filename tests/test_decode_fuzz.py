@@ -1,0 +1,79 @@
+"""Hostile input: arbitrary bytes and mutated valid frames never escape the decoder as exceptions."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.contrib.mpls import MPLS
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import GRE, Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+
+from netwatch.decode import linktypes as lt
+from netwatch.decode.decoder import Decoder
+from netwatch.model import RawPacket
+
+LINKTYPES = [*sorted(lt.SUPPORTED_LINKTYPES), 147]
+
+_ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+VALID_FRAMES = [
+    bytes(_ETH / Dot1Q(vlan=3) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=443) / b"\x16\x03\x01"),
+    bytes(_ETH / MPLS(s=1) / IPv6() / IPv6ExtHdrHopByHop() / UDP(dport=53) / b"dns"),
+    bytes(_ETH / IP() / GRE(key_present=1) / IP() / UDP(dport=4789) / VXLAN() / _ETH / IP() / TCP()),
+    bytes(_ETH / IPv6() / IPv6ExtHdrFragment(m=1, id=3) / UDP() / (b"f" * 32)),
+    bytes(_ETH / IP(flags="MF", id=5) / UDP() / (b"g" * 32)),
+]
+
+
+def _check(decoder: Decoder) -> None:
+    counters = decoder.counters
+    assert "internal_error" not in counters.malformed_by_reason
+    assert counters.malformed == sum(counters.malformed_by_reason.values())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(linktype=st.sampled_from(LINKTYPES), data=st.binary(max_size=200))
+def test_random_bytes_never_raise(linktype, data):
+    decoder = Decoder()
+    decoder.decode(RawPacket(1, 0.0, linktype, data))
+    _check(decoder)
+    assert decoder.counters.frames == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    frame=st.sampled_from(VALID_FRAMES),
+    flips=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)), max_size=6),
+    cut=st.integers(min_value=0, max_value=400),
+)
+def test_mutated_valid_frames_never_raise(frame, flips, cut):
+    data = bytearray(frame)
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    decoder = Decoder()
+    for index in range(3):  # repeated, so mutated fragments also meet each other in the reassembler
+        decoder.decode(RawPacket(index, float(index), lt.LINKTYPE_ETHERNET, bytes(data[: cut or None])))
+    _check(decoder)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=8, max_size=64), min_size=1, max_size=20))
+def test_random_ipv4_fragments_never_raise(payloads):
+    decoder = Decoder(max_datagrams=4, max_fragment_bytes=2048)
+    for index, payload in enumerate(payloads):
+        # offset, MF flag and id come from the payload itself, so hypothesis explores them all
+        header = IP(
+            src="10.0.0.1",
+            dst="10.0.0.2",
+            id=payload[0] % 3,
+            flags=payload[1] % 2,
+            frag=int.from_bytes(payload[2:4], "big") % 64,
+            proto=17,
+        )
+        decoder.decode(RawPacket(index, index * 0.1, lt.LINKTYPE_RAW, bytes(header / payload)))
+    _check(decoder)
+    fragments = decoder._fragments
+    assert len(fragments) <= 4
+    assert fragments.held_bytes <= 2048
