@@ -4,8 +4,9 @@ Usage: PYTHONPATH=. python benchmarks/bench_matcher.py [--names N] [--overlay-ru
 
 Prints names/s through SignatureSet.match_name (uncached: every call walks the dicts) for the bundled set
 and for the bundled set plus a generated overlay, and the time to load that overlay. The overlay is written
-twice into a temporary directory: once in the compact form (file-level `defaults`, one flow mapping per
-rule) and once with every rule spelling out all its keys, so both load times are visible.
+three times into a temporary directory, so every load time is visible: as one rule group with a
+`patterns:` list (the form for bulk feeds), with file-level `defaults` and one flow mapping per rule,
+and with every rule spelling out all its keys.
 """
 
 from __future__ import annotations
@@ -49,17 +50,22 @@ def _throughput(match, names: list[str]) -> float:
     return best
 
 
-def _write_overlay(directory: Path, rules: int, *, compact: bool) -> None:
+def _write_overlay(directory: Path, rules: int, *, form: str) -> None:
     lines = ["kind: rules", "vendor: Example", "description: generated benchmark overlay"]
-    if compact:
+    patterns = [f"host{i}.zone{i % 997}.example" for i in range(rules)]
+    if form == "patterns":
+        lines += ["rules:", "  - match: suffix", "    apps: []", "    confidence: low", "    role: web",
+                  f"    sources: [{_SOURCE}]", "    patterns:"]
+        lines += [f"      - {p}" for p in patterns]
+    elif form == "defaults":
         lines += ["defaults:", "  apps: []", "  confidence: low", "  role: web", f"  sources: [{_SOURCE}]", "rules:"]
-        lines += [f"  - {{match: suffix, pattern: host{i}.zone{i % 997}.example}}" for i in range(rules)]
+        lines += [f"  - {{match: suffix, pattern: {p}}}" for p in patterns]
     else:
         lines.append("rules:")
         lines += [
-            f"  - {{match: suffix, pattern: host{i}.zone{i % 997}.example, apps: [], vendor: Example, "
-            f"confidence: low, role: web, sources: [{_SOURCE}]}}"
-            for i in range(rules)
+            f"  - {{match: suffix, pattern: {p}, apps: [], vendor: Example, confidence: low, role: web, "
+            f"sources: [{_SOURCE}]}}"
+            for p in patterns
         ]
     (directory / "overlay.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -80,15 +86,16 @@ def main() -> None:
     print(f"bundled, normalize_name + match_name: {rate:,.0f} names/s")
 
     with tempfile.TemporaryDirectory(prefix="netwatch-bench-") as tmp:
-        for compact in (True, False):
-            overlay = Path(tmp) / ("compact" if compact else "full")
+        for form, label in (("patterns", "one group with a patterns list"),
+                            ("defaults", "file defaults + one mapping per rule"),
+                            ("full", "every key on every rule")):
+            overlay = Path(tmp) / form
             overlay.mkdir()
-            _write_overlay(overlay, args.overlay_rules, compact=compact)
+            _write_overlay(overlay, args.overlay_rules, form=form)
             start = time.perf_counter()
             sigset = load_signature_set([overlay])
             load = time.perf_counter() - start
-            form = "compact (defaults)" if compact else "full keys per rule"
-            print(f"overlay {args.overlay_rules:,} rules, {form}: loaded in {load:.3f} s "
+            print(f"overlay {args.overlay_rules:,} rules, {label}: loaded in {load:.3f} s "
                   f"({len(sigset.rules):,} rules in set)")
         mixed = names[: len(names) // 2] + [f"host{i}.zone{i % 997}.example" for i in range(len(names) // 2)]
         print(f"bundled + overlay, match_name (uncached): {_throughput(sigset.match_name, mixed):,.0f} names/s")

@@ -70,6 +70,7 @@ class _StreamState:
 
     dns_messages_read: int = 0
     tls_offset: int = 0  # where a TLS ClientHello may start (after an HTTP CONNECT request)
+    tls_needed: int = 0  # stream bytes the ClientHello needs, once its length is known
     named: bool = False
 
 
@@ -98,6 +99,8 @@ class Extractor:
         self._udp_seen: _Bounded = _Bounded(max_flows)
         # connections with no name yet: flow key -> the segment that opened them
         self._pending: _Bounded = _Bounded(max_flows)
+        # TLS streams stuck before the end of their ClientHello (a lost segment), with the SNI already read
+        self._partial_hellos: _Bounded = _Bounded(max_flows)
         self._pending_timeout = pending_timeout
         self._last_sweep = 0.0
 
@@ -115,12 +118,25 @@ class Extractor:
         return out
 
     def flush(self) -> list[Observation]:
-        """End of input: connections still waiting for a name never got one."""
+        """End of input: hellos that never completed still name their server; other connections get none."""
         out: list[Observation] = []
-        for opener in self._pending.values():
-            out.append(_observe(opener, OBS_CONN_UNNAMED, None, "tcp" if opener.transport == "tcp" else "udp"))
+        for key, (seg, hello) in list(self._partial_hellos.items()):
+            self.counters.count_malformed("tls")
+            self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out, partial=True)
+        self._partial_hellos.clear()
+        for key, opener in list(self._pending.items()):
+            self._settle(key, opener, out)
         self._pending.clear()
         return out
+
+    def _settle(self, key: tuple, opener: Segment, out: list[Observation]) -> None:
+        """A connection waited long enough: a QUIC hello cut short still names its server."""
+        if opener.transport == "udp":
+            hello = self.quic.partial(key)
+            if hello is not None and hello.sni:
+                self._client_hello(opener, hello, EVIDENCE_QUIC_SNI, "quic", key, out, partial=True)
+                return
+        out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
 
     # -- UDP ----------------------------------------------------------------------------------
 
@@ -226,9 +242,15 @@ class Extractor:
             if len(data) > start + 5 and data[start + 5] != 1:
                 self._finish(key, seg, out, named=False)  # a server's handshake, not a ClientHello
                 return
+            if state.tls_needed and len(data) - start < state.tls_needed and not head.complete:
+                return  # the hello is still incomplete: do not re-parse it for every segment
             hello = tls.parse_client_hello_stream(data[start:] if start else data)
             if hello.status is Status.NEED_MORE and not head.complete:
+                state.tls_needed = hello.needed
+                if hello.sni:
+                    self._partial_hellos.put(key, (seg, hello))
                 return
+            self._partial_hellos.pop(key, None)
             if hello.status is Status.OK:
                 self.counters.tls_client_hellos += 1
                 self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out)
@@ -236,6 +258,10 @@ class Extractor:
                 return
             if hello.status is Status.INVALID or hello.status is Status.NEED_MORE:
                 self.counters.count_malformed("tls")
+                if hello.sni:  # a damaged or cut hello still names its server
+                    self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out, partial=True)
+                    self.streams.finish(key)
+                    return
             self._finish(key, seg, out, named=False)
             return
         if start == 0:
@@ -297,7 +323,7 @@ class Extractor:
         return 17 <= declared <= (65535 if not strict else 4096)
 
     def _client_hello(self, seg: Segment, hello: tls.ClientHello, evidence: str, protocol: str,
-                      key: tuple, out: list[Observation]) -> None:
+                      key: tuple, out: list[Observation], *, partial: bool = False) -> None:
         if hello.sni:
             obs = _observe(seg, evidence, hello.sni, protocol)
             obs.ech = hello.ech
@@ -305,6 +331,8 @@ class Extractor:
                 obs.detail["alpn"] = list(hello.alpn)
             if hello.ja4:
                 obs.detail["ja4"] = hello.ja4
+            if partial:
+                obs.detail["partial"] = True
             out.append(obs)
         if hello.sni and not hello.ech:
             self._pending.pop(key, None)
@@ -326,7 +354,7 @@ class Extractor:
             if now - opener.ts < self._pending_timeout:
                 break
             del self._pending[key]
-            out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
+            self._settle(key, opener, out)
 
 
 def head_key(seg: Segment) -> tuple:

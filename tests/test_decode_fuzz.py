@@ -23,6 +23,14 @@ VALID_FRAMES = [
     bytes(_ETH / IP() / GRE(key_present=1) / IP() / UDP(dport=4789) / VXLAN() / _ETH / IP() / TCP()),
     bytes(_ETH / IPv6() / IPv6ExtHdrFragment(m=1, id=3) / UDP() / (b"f" * 32)),
     bytes(_ETH / IP(flags="MF", id=5) / UDP() / (b"g" * 32)),
+    # GTP-U with an extension header, Geneve with one option word
+    bytes(
+        _ETH
+        / IP()
+        / UDP(dport=2152)
+        / (bytes.fromhex("36ff003800000001 00000085 01000100") + bytes(IP() / TCP() / (b"t" * 8)))
+    ),
+    bytes(_ETH / IP() / UDP(dport=6081) / (bytes.fromhex("0100655800000000 00000000") + bytes(_ETH / IP() / UDP()))),
 ]
 
 

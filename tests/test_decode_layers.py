@@ -432,6 +432,28 @@ SAMPLES: list[tuple[int, bytes]] = [
     ),
     (lt.LINKTYPE_ETHERNET, bytes(eth() / OUTER / UDP(dport=4789) / VXLAN() / eth() / ip4_tcp())),
     (lt.LINKTYPE_ETHERNET, bytes(eth() / IPv6() / IP() / IPv6() / ip6_udp())),
+    (
+        lt.LINKTYPE_ETHERNET,
+        bytes(
+            eth()
+            / OUTER
+            / UDP(dport=2152)
+            / (
+                struct.pack("!BBHIHBB", 0x36, 0xFF, 8 + len(bytes(ip4_tcp())), 1, 0, 0, 0x85)
+                + bytes([1, 0, 1, 0])
+                + bytes(ip4_tcp())
+            )
+        ),
+    ),
+    (
+        lt.LINKTYPE_ETHERNET,
+        bytes(
+            eth()
+            / OUTER
+            / UDP(dport=6081)
+            / (struct.pack("!BBHI", 1, 0, 0x6558, 0) + b"\0" * 4 + bytes(eth() / ip6_udp()))
+        ),
+    ),
     (lt.LINKTYPE_LINUX_SLL, bytes(CookedLinux(lladdrtype=1, lladdrlen=6) / ip4_tcp())),
     (lt.LINKTYPE_LINUX_SLL2, bytes(CookedLinuxV2(proto=0x800, lladdrtype=1, lladdrlen=6) / ip4_tcp())),
     (lt.LINKTYPE_NULL, b"\x1e\0\0\0" + bytes(ip6_udp())),
@@ -445,9 +467,28 @@ SAMPLES: list[tuple[int, bytes]] = [
 def test_every_truncation_of_a_valid_frame_is_handled(linktype, data):
     decoder = Decoder()
     whole = decoder.decode(RawPacket(1, 0.0, linktype, data))
-    assert whole is not None or decoder.counters.fragments == 1
+    if decoder.counters.fragments == 0:
+        assert whole.dst_port in (53, 80)  # the innermost transport, not a tunnel's outer UDP
+    else:
+        assert whole is None
     for cut in range(len(data)):
         decoder.decode(RawPacket(1, 0.0, linktype, data[:cut]))
     counters = decoder.counters
     assert "internal_error" not in counters.malformed_by_reason
     assert counters.frames == len(data) + 1
+
+
+def test_sll_non_ip_protocol_is_counted():
+    packet = CookedLinux(lladdrtype=1, lladdrlen=6, proto=0x0004) / b"\xaa\xaa\x03"  # ETH_P_802_2
+    seg, decoder = decode_counting(packet, lt.LINKTYPE_LINUX_SLL)
+    assert seg is None
+    assert decoder.counters.non_ip == 1
+
+
+def test_memoryview_and_bytearray_frames_are_accepted():
+    data = bytes(eth() / ip4_tcp(b"mv"))
+    decoder = Decoder()
+    for view in (memoryview(data), bytearray(data)):
+        seg = decoder.decode(RawPacket(1, 0.0, lt.LINKTYPE_ETHERNET, view))
+        assert type(seg.payload) is bytes
+        assert seg.payload == b"mv"

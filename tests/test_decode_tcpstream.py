@@ -272,7 +272,18 @@ def test_arbitrary_segments_never_break_bounds(events):
         if head is not None:
             assert len(head.data) <= 100
         assert len(heads) <= 3
-    assert heads._total_bytes == sum(len(s.buf) + s.held_bytes for s in heads._streams.values())
+    streams = heads._streams.values()
+    assert heads._total_bytes == sum(len(s.buf) + s.held_bytes for s in streams)
+    assert all(len(s.held) <= MAX_HELD_SEGMENTS and s.held_bytes <= 100 for s in streams)
+
+
+def test_descending_mid_stream_segments_cannot_grow_the_hold_without_bound():
+    heads = StreamHeads()
+    for index in range(200):  # each one a little earlier, with a gap: a rebase every time
+        heads.add(seg(1_000_000 - index * 10, b"x"))
+    stream = heads._streams[CLIENT]
+    assert len(stream.held) <= MAX_HELD_SEGMENTS
+    assert heads.counters.rebased == MAX_HELD_SEGMENTS
 
 
 def test_late_syn_after_data_keeps_the_stream():

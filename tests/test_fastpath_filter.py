@@ -327,3 +327,27 @@ def test_default_head_keeps_a_clienthello_split_over_twelve_segments(ndpi_dir):
         admitted = {p.frame for p in cap}
     assert clienthello_frames <= admitted
     assert len(admitted) < cap.frames / 4  # and the bulk of the transfer is still dropped
+
+
+def test_set_packet_type_accepts_only_plain_namedtuples():
+    from typing import NamedTuple
+
+    from netwatch import _fastpath
+
+    class Other(NamedTuple):
+        a: int
+        b: float
+        c: int
+        d: bytes
+
+    with pytest.raises(TypeError):
+        _fastpath.set_packet_type(dict)
+    with pytest.raises(TypeError):
+        _fastpath.set_packet_type(RawPacket.__new__)
+    data, meta = _batch([eth(udp(dport=53))])
+    _fastpath.set_packet_type(Other)
+    try:
+        assert type(FlowFilter().filter_batch(ETH, data, meta, 1)[0]) is Other
+    finally:
+        _fastpath.set_packet_type(RawPacket)
+    assert type(FlowFilter().filter_batch(ETH, data, meta, 1)[0]) is RawPacket

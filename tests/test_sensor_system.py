@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import secrets
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -33,6 +36,7 @@ CLIENT_MAC = "02:13:00:00:00:10"
 SERVER_MAC = "02:13:00:00:00:02"
 NET = "10.213.7"
 CLIENT_IP, SERVER_IP = f"{NET}.10", f"{NET}.2"
+CLIENT_IP6, SERVER_IP6 = "fd00:213:7::10", "fd00:213:7::2"  # unique local (RFC 4193), namespaces only
 
 # Names from the bundled signatures (signatures/apps/*.yaml), one per evidence kind.
 DNS_NAME = "openapi.alipay.com"
@@ -63,10 +67,11 @@ class NetnsPair:
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
         _run(["ip", "link", "add", self.client_if, "netns", self.client_ns, "type", "veth", "peer", "name",
               self.server_if, "netns", self.server_ns])
-        for ns, ifname, mac, ip in ((self.client_ns, self.client_if, CLIENT_MAC, CLIENT_IP),
-                                    (self.server_ns, self.server_if, SERVER_MAC, SERVER_IP)):
+        for ns, ifname, mac, ip, ip6 in ((self.client_ns, self.client_if, CLIENT_MAC, CLIENT_IP, CLIENT_IP6),
+                                         (self.server_ns, self.server_if, SERVER_MAC, SERVER_IP, SERVER_IP6)):
             _run(["ip", "-n", ns, "link", "set", ifname, "address", mac])
             _run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname])
+            _run(["ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", ifname, "nodad"])
             _run(["ip", "-n", ns, "link", "set", ifname, "up"])
 
     def exec(self, ns: str, cmd: list[str]) -> list[str]:
@@ -395,3 +400,126 @@ def test_sensor_end_to_end_reload_restart(testnet: NetnsPair, tmp_path: Path) ->
     assert after[CLIENT_MAC]["apps"]["alipay"]["counts"]["dns_query"] == (
         before[CLIENT_MAC]["apps"]["alipay"]["counts"]["dns_query"] + 1)
     assert after[CLIENT_MAC]["apps"]["alipay"]["first_seen"] == before[CLIENT_MAC]["apps"]["alipay"]["first_seen"]
+
+
+def test_sensor_workers_merge_into_one_stream(testnet: NetnsPair, tmp_path: Path) -> None:
+    """Two PACKET_FANOUT workers: every detection once, one device, both workers get traffic."""
+    start_servers(testnet, tmp_path)
+    config = tmp_path / "sensor.toml"
+    config.write_text("reminder_interval = 0\nworkers = 2\n")
+    sensor = SensorProc(testnet, tmp_path, config)
+    pids = {r["pid"] for r in sensor.logs() if r.get("msg") == "worker ready"}
+    assert len(pids) == 2
+    for _ in range(6):  # new source port each time: the flows hash to both workers
+        client(testnet, "dns", DNS_NAME)
+        client(testnet, "tls", TLS_NAME)
+    alerts = sensor.wait_events(lambda e: e["event"]["kind"] == "alert", 12)
+    got = sorted((e["netwatch"]["name"], e["netwatch"]["evidence"]) for e in alerts)
+    assert got == sorted([(DNS_NAME, "dns_query")] * 6 + [(TLS_NAME, "tls_sni")] * 6)
+    assert all(_by_client(e) for e in alerts)
+    time.sleep(2.5)  # one more heartbeat (stats interval 1 s)
+    from netwatch.sensor.cli import check_health
+
+    ok, report = check_health(str(sensor.db))
+    assert ok, report
+    from netwatch.sensor.state import StateDB
+
+    beat = StateDB(sensor.db, readonly=True).get_meta("heartbeat")
+    assert len(beat["worker_frames"]) == 2 and all(n > 0 for n in beat["worker_frames"]), beat
+    assert sensor.stop() == 0
+    [device] = _devices(sensor.db)
+    assert device["id"] == CLIENT_MAC
+    assert device["apps"]["alipay"]["counts"] == {"dns_query": 6}
+    assert device["apps"]["wechat_pay"]["counts"] == {"tls_sni": 6}
+    ok, report = check_health(str(sensor.db))
+    assert not ok and "stopped" in report["problem"]
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _frame(src_ip: str, proto: int, l4: bytes) -> bytes:
+    """Ethernet + IPv4 from the client to the server (the test network's own addresses only)."""
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0, 64, proto, 0,
+                               socket.inet_aton(src_ip), socket.inet_aton(SERVER_IP)))
+    struct.pack_into("!H", ip, 10, _ip_checksum(bytes(ip)))
+    macs = bytes.fromhex(SERVER_MAC.replace(":", "")) + bytes.fromhex(CLIENT_MAC.replace(":", ""))
+    return macs + b"\x08\x00" + bytes(ip) + l4
+
+
+def write_flood_pcap(path: Path, n_syn: int, n_dns: int, n_garbage: int, seed: int = 7) -> int:
+    """Random-port SYNs, random-name DNS queries and malformed DNS/TLS/QUIC payloads, as a pcap."""
+    rng = random.Random(seed)
+    frames = []
+    for _ in range(n_syn):
+        src = f"{NET}.{rng.randrange(20, 250)}"
+        tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65536), rng.randrange(1, 65536),
+                          rng.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        frames.append(_frame(src, 6, tcp))
+    for _ in range(n_dns):
+        labels = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz0123456789", k=rng.randrange(3, 40)))
+                  for _ in range(rng.randrange(2, 6))]
+        qname = b"".join(bytes([len(x)]) + x for x in labels) + b"\x00"
+        dns = struct.pack("!HHHHHH", rng.getrandbits(16), 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
+        frames.append(_frame(CLIENT_IP, 17, struct.pack("!HHHH", rng.randrange(1024, 65536), 53,
+                                                        8 + len(dns), 0) + dns))
+    for i in range(n_garbage):
+        junk = rng.randbytes(rng.randrange(1, 1200))
+        if i % 3 == 0:  # DNS header claiming thousands of records
+            junk = struct.pack("!HHHHHH", 1, 0x0100, 65535, 65535, 65535, 65535) + junk
+            l4 = struct.pack("!HHHH", 40000 + i % 1000, 53, 8 + len(junk), 0) + junk
+            frames.append(_frame(CLIENT_IP, 17, l4))
+        elif i % 3 == 1:  # TLS record claiming a 16 MB ClientHello
+            junk = b"\x16\x03\x01\xff\xff\x01\xff\xff\xff" + junk
+            tcp = struct.pack("!HHIIBBHHH", 30000 + i % 5000, 443, 1, 0, 5 << 4, 0x18, 64240, 0, 0)
+            frames.append(_frame(CLIENT_IP, 6, tcp + junk))
+        else:  # a QUIC long header with a random body
+            junk = b"\xc3\x00\x00\x00\x01\x08" + junk
+            frames.append(_frame(CLIENT_IP, 17, struct.pack("!HHHH", 50000 + i % 1000, 443, 8 + len(junk), 0)
+                                 + junk))
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for n, frame in enumerate(frames):
+            fh.write(struct.pack("<IIII", 1767600000 + n // 1000, n % 1000, len(frame), len(frame)) + frame)
+    return len(frames)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+RSS_BOUND_MB = 300  # per sensor process (parent or worker) with max_flows=4096
+
+
+def test_sensor_survives_hostile_flood(testnet: NetnsPair, tmp_path: Path) -> None:
+    if not shutil.which("tcpreplay"):
+        pytest.fail("tcpreplay is not installed; .ci/run installs it")
+    start_servers(testnet, tmp_path)
+    flood = tmp_path / "flood.pcap"
+    total = write_flood_pcap(flood, n_syn=30000, n_dns=10000, n_garbage=3000)
+    config = tmp_path / "sensor.toml"
+    config.write_text("max_flows = 4096\nreminder_interval = 3600\n")
+    sensor = SensorProc(testnet, tmp_path, config)
+    pids = [sensor.proc.pid] + [r["pid"] for r in sensor.logs() if r.get("msg") == "worker ready"]
+    replay = _run(testnet.exec(testnet.client_ns, ["tcpreplay", "-i", testnet.client_if, "--pps", "20000",
+                                                    str(flood)]))
+    assert f"{total} packets" in replay.stdout.replace("Actual: ", ""), replay.stdout
+    client(testnet, "dns", DNS_NAME)  # real traffic after the flood is still detected
+    assert sensor.wait_events(lambda e: bool(_alerts_for([e], DNS_NAME, "dns_query")), 1, timeout=20)
+    assert sensor.proc.poll() is None, "sensor died during the flood"
+    peaks = {pid: _peak_rss_mb(pid) for pid in pids}
+    print("peak RSS MB per process:", peaks)
+    assert all(mb < RSS_BOUND_MB for mb in peaks.values()), peaks
+    time.sleep(1.5)
+    stats = [r for r in sensor.logs() if r.get("msg") in ("capture statistics",
+                                                           "packets dropped before the sensor saw them")][-1]
+    assert stats["frames"] + stats["kernel_dropped"] >= total
+    assert stats["malformed"] > 0  # the garbage was parsed, counted and survived
+    assert sensor.stop() == 0

@@ -59,11 +59,13 @@ class _RawStream:
 
     def __init__(self, fileobj: BinaryIO) -> None:
         self._file = fileobj
+        # one system call per read: a pipe delivers what it has instead of blocking for a full buffer
+        self._readinto = getattr(fileobj, "readinto1", None) or fileobj.readinto
         self.bytes_read = 0
         self.problem: str | None = None
 
     def readinto(self, buffer: memoryview) -> int:
-        n = self._file.readinto(buffer) or 0  # None: non-blocking source with no data yet
+        n = self._readinto(buffer) or 0  # None: non-blocking source with no data yet
         self.bytes_read += n
         return n
 
@@ -204,7 +206,7 @@ class CaptureFile:
             if not at_eof and self._filled < len(self._buffer):
                 with memoryview(self._buffer) as view:
                     got = self._read(view[self._filled :])
-                at_eof = got == 0 or self._filled + got < len(self._buffer)
+                at_eof = got == 0
                 self._filled += got
             with memoryview(self._buffer) as view, view[: self._filled] as data:
                 consumed, _frames, packets, error = framer.feed(data, flow_filter)
@@ -230,7 +232,7 @@ class CaptureFile:
     def _read(self, view: memoryview) -> int:
         """Read into view; a read error ends the file like a truncation (the stream's `problem`)."""
         try:
-            return _read_fully(self._stream, view)
+            return self._stream.readinto(view)
         except OSError as exc:
             self._stream.problem = f"read error: {exc.strerror or exc}"
             return 0

@@ -68,6 +68,9 @@ def _open_handle(opts: LiveOptions) -> Any:
         handle.set_buffer_size(opts.buffer_size)
         handle.set_timeout(opts.timeout_ms)
         handle.activate()
+        if handle.datalink() < 0:  # activate() can "succeed" on a down interface; the handle is unusable
+            handle.close()
+            raise LiveCaptureError(f"{opts.interface}: capture not activated (interface down?)")
         if opts.bpf:
             handle.setfilter(opts.bpf)
         if opts.fanout_group is not None:

@@ -4,6 +4,10 @@ The decoder never raises: every frame ends either as a Segment or as one counter
 reason. The Segment describes the innermost IP packet; its MACs are those of the Ethernet header that
 directly encloses that packet (None after an IP tunnel without inner Ethernet, whose outer MACs belong
 to tunnel endpoints). VLAN ids are collected outer to inner across all layers, tunnels included.
+A reassembled IP datagram is decoded like any other and reported with the frame number and time of the
+fragment that completed it.
+Tunnels followed: IP-in-IP (4, 41 in either IP version), GRE (incl. transparent Ethernet bridging,
+ERSPAN I/II/III, PPTP enhanced GRE), VXLAN (UDP 4789, I flag), Geneve (UDP 6081), GTPv1-U G-PDU (UDP 2152).
 
 Bounds: MAX_TUNNELS nested tunnels (IP-in-IP, GRE, VXLAN, MPLS pseudowire counted by their IP/GRE/UDP
 step); see layers.py for the per-header bounds and fragments.py for the reassembly bounds.

@@ -6,6 +6,9 @@ A parser that meets bytes it cannot use raises `Malformed(reason)` (the frame is
 `NotDecodable(counter)` (a valid frame that carries no TCP/UDP over IP); the `Decoder` turns both into
 counters, so they never leave the decode layer.
 
+Checksums are not verified: captures on the sending host carry unfilled checksums (offload), and a
+passive sensor wants the bytes the capture shows either way.
+
 Bounds: at most MAX_VLAN_TAGS VLAN tags, MAX_MPLS_LABELS MPLS labels, MAX_IPV6_EXTENSIONS IPv6 extension
 headers per IPv6 header. Tunnel nesting is bounded by the decoder (MAX_TUNNELS).
 """

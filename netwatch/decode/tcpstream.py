@@ -168,7 +168,7 @@ class StreamHeads:
         rel = (seq - stream.base) % _MOD
         if rel >= _HALF:  # before the start
             back = _MOD - rel
-            if not head.syn_seen and not head.complete and back + len(stream.buf) <= self.head_limit:
+            if not head.syn_seen and self._can_rebase(stream, back):
                 self._rebase(stream, back)
                 rel = 0
                 grew = True
@@ -309,12 +309,20 @@ class StreamHeads:
         """A late SYN for a direction started without one: move the start to ISN+1 if it fits."""
         head = stream.head
         back = (stream.base - start) % _MOD
-        if back >= _HALF or head.complete or back + len(stream.buf) > self.head_limit:
+        if back >= _HALF or not self._can_rebase(stream, back):
             return False
         if back:
             self._rebase(stream, back)
         head.syn_seen = True
         return True
+
+    def _can_rebase(self, stream: _Stream, back: int) -> bool:
+        # The old prefix becomes one more held piece: the hold bound keeps hostile rebasing linear.
+        return (
+            not stream.head.complete
+            and back + len(stream.buf) <= self.head_limit
+            and len(stream.held) < MAX_HELD_SEGMENTS
+        )
 
     def _rebase(self, stream: _Stream, back: int) -> None:
         """Move the start `back` bytes earlier; what was contiguous becomes held beyond the new gap."""

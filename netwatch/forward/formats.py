@@ -80,8 +80,17 @@ def _escaper(table: Mapping[str, str]) -> Callable[[str], str]:
             return escaped
         return visible(char).replace("\\", backslash)
 
+    specials = tuple(c for c in table if c not in "\n\r")
+
     def escape(value: str) -> str:
-        return pattern.sub(replace, value) if pattern.search(value) else value
+        # Fast path (the common case): printable ASCII without any of the format's specials.
+        if value.isascii() and value.isprintable():
+            for char in specials:
+                if char in value:
+                    break
+            else:
+                return value
+        return pattern.sub(replace, value)
 
     return escape
 
@@ -118,21 +127,28 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def event_json(event: Mapping[str, Any]) -> str:
     """The canonical compact JSON text of an event (UTF-8 safe, no raw control characters)."""
+    text = _ENCODER.encode(event)
+    if text.isascii():
+        if "\x7f" in text:
+            text = text.replace("\x7f", "\\u007f")
+        return text
     try:
-        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(clean_strings(event), ensure_ascii=False, separators=(",", ":"), default=str)
+        text = _ENCODER.encode(clean_strings(event))
     if _JSON_UNSAFE.search(text):
         text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def field(event: Mapping[str, Any], *path: str) -> Any:
     """Nested lookup that returns None instead of raising on missing or mistyped levels."""
     node: Any = event
     for key in path:
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict) and not isinstance(node, Mapping):  # dict first: fast path
             return None
         node = node.get(key)
     return node
@@ -141,6 +157,8 @@ def field(event: Mapping[str, Any], *path: str) -> Any:
 def text(event: Mapping[str, Any], *path: str) -> str:
     """Nested field as a string ("" when absent); lists are joined with ','."""
     value = field(event, *path)
+    if value.__class__ is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -28,7 +28,7 @@ class QueuedEvent(NamedTuple):
 
 
 class DurableQueue:
-    """A FIFO of JSON texts that survives restarts. Thread-safe."""
+    """A FIFO of ready-to-send alert texts that survives restarts. Thread-safe."""
 
     def __init__(self, path: Path, limit: int = 100_000) -> None:
         if limit < 1:

@@ -109,7 +109,7 @@ template(name="raw" type="string" string="%rawmsg%\\n")
 ruleset(name="udp") {{ action(type="omfile" file="{work}/udp.log" template="raw") }}
 ruleset(name="tcp") {{ action(type="omfile" file="{work}/tcp.log" template="raw") }}
 ruleset(name="tls") {{ action(type="omfile" file="{work}/tls.log" template="raw") }}
-input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp" rcvbufSize="8m")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
 input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls" streamDriver.name="gtls"
       streamDriver.mode="1" streamDriver.authMode="anon")

@@ -387,6 +387,7 @@ class Sensor:
                 depth += sum(int(s.get("queued", 0)) for s in self.forwarders.stats().values())
         return {"totals": dict(totals), "detections": dict(self.detections), "alerts": dict(self.alerts),
                 "queue_depth": depth, "workers_alive": sum(w.process.is_alive() for w in self.workers),
+                "worker_frames": [w.stats.get("frames", 0) for w in self.workers],
                 "signature_version": self.signature_version, "signature_hash": self.signature_hash}
 
     def _log_stats(self) -> None:

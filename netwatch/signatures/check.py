@@ -49,6 +49,12 @@ def _covering_net_rule(sigset: SignatureSet, rule: Rule) -> Rule | None:
     return best
 
 
+def _verdict(sigset: SignatureSet, rule: Rule) -> tuple:
+    """What a match on this rule reports, with the vendor an app rule inherits from its app."""
+    match = sigset._matches[rule.key]
+    return (match.apps, match.vendor, match.confidence, match.role)
+
+
 def set_warnings(sigset: SignatureSet) -> list[Diagnostic]:
     """Redundant rules, rules no name can reach because of an exclusion, thinly covered apps."""
     found: list[Diagnostic] = []
@@ -71,7 +77,7 @@ def set_warnings(sigset: SignatureSet) -> list[Diagnostic]:
         if hidden is not None:
             found.append(Diagnostic("warning", rule.file, rule.line, f"rule for {rule.pattern!r} can never match: "
                                     f"excluded by {hidden.file}:{hidden.line}"))
-        elif parent is not None and parent.verdict() == rule.verdict():
+        elif parent is not None and _verdict(sigset, parent) == _verdict(sigset, rule):
             found.append(Diagnostic("warning", rule.file, rule.line, f"rule for {rule.pattern!r} is shadowed: the "
                                     f"less specific rule at {parent.file}:{parent.line} ({parent.pattern!r}) "
                                     "gives the same verdict"))

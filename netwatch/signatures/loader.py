@@ -40,7 +40,7 @@ _KIND_KEYS = {
                "metadata"},
     "encrypted_dns": {"kind", "description", "resolvers"},
 }
-_RULE_KEYS = {"id", "match", "pattern", "cidr", "app", "apps", "vendor", "confidence", "role", "sources",
+_RULE_KEYS = {"id", "match", "pattern", "patterns", "cidr", "app", "apps", "vendor", "confidence", "role", "sources",
               "note"}
 _DEFAULT_KEYS = {"app", "apps", "vendor", "confidence", "role", "sources", "note"}
 _EXCLUDE_KEYS = {"id", "match", "pattern", "cidr", "note", "sources"}
@@ -198,12 +198,17 @@ class _Reader:
                 for node in excludes:
                     self._exclusion(path, node, layer)
 
-    def _target(self, path: str, node: LineMap, *, match: object) -> tuple[str, str, object] | None:
-        """(match type, normalised pattern, network or None) of a rule or exclusion node."""
-        line = node.line
-        if "cidr" in node:
-            if "pattern" in node:
-                self.error(path, line, "give either 'pattern' or 'cidr', not both")
+    def _target(
+        self, path: str, node: LineMap, *, match: object, pattern: object = None, line: int = 0,
+        min_labels: int = 1,
+    ) -> tuple[str, str, object] | None:
+        """(match type, normalised pattern, network or None) of a rule, exclusion or resolver node.
+
+        `pattern`/`line` are given when the pattern comes from a `patterns:` list item.
+        """
+        if pattern is None and "cidr" in node:
+            if "pattern" in node or "patterns" in node:
+                self.error(path, node.line, "give either 'pattern(s)' or 'cidr', not both")
                 return None
             if match not in (None, "cidr"):
                 self.error(path, node.line_of("match"), "an address rule takes `match: cidr` (or no 'match')")
@@ -218,22 +223,24 @@ class _Reader:
                 self.error(path, node.line_of("cidr"), f"invalid CIDR {text!r}: {exc}")
                 return None
             return ("cidr", str(network), network)
-        pattern = node.get("pattern")
         if pattern is None:
-            self.error(path, line, "missing required key 'pattern' (or 'cidr')")
-            return None
-        if match not in ("exact", "suffix"):
-            self.error(path, node.line_of("match") if "match" in node else line,
+            pattern = node.get("pattern")
+            line = node.line_of("pattern")
+            if pattern is None:
+                self.error(path, node.line, "missing required key 'pattern' (or 'patterns', or 'cidr')")
+                return None
+        if match != "exact" and match != "suffix":
+            self.error(path, node.line_of("match") if "match" in node else node.line,
                        f"'match' must be exact or suffix (got {match!r}); substring and prefix patterns "
                        "are not supported")
             return None
         if not isinstance(pattern, str):
-            self.error(path, node.line_of("pattern"), "'pattern' must be a string")
+            self.error(path, line, "a pattern must be a string")
             return None
         normalized = normalize_name(pattern)
-        problem = hostname_problem(normalized)
+        problem = hostname_problem(normalized, min_labels=min_labels)
         if problem is not None:
-            self.error(path, node.line_of("pattern"), f"invalid host name {pattern!r}: {problem}")
+            self.error(path, line, f"invalid host name {pattern!r}: {problem}")
             return None
         return (match, normalized, None)
 
@@ -244,19 +251,18 @@ class _Reader:
         if not node.keys() <= _RULE_KEYS:
             self._check_keys(path, node, _RULE_KEYS, "a rule")
             return
-        merged = dict(base)
         if "app" in node or "apps" in node:
-            merged.pop("app", None)
-            merged.pop("apps", None)
-        merged.update(node)
+            merged = {k: v for k, v in base.items() if k != "app" and k != "apps"}
+            merged.update(node)
+        else:
+            merged = {**base, **node}
         line = node.line
         errors_before = len(self.diags)
-        target = self._target(path, node, match=merged.get("match"))
         if "app" in merged and "apps" in merged:
             self.error(path, line, "give either 'app' or 'apps', not both")
             return
-        if "app" in merged:
-            app = merged["app"]
+        app = merged.get("app")
+        if app is not None:
             if not isinstance(app, str):
                 self.error(path, node.line_of("app"), "'app' must be an app id")
                 return
@@ -287,28 +293,48 @@ class _Reader:
             self.error(path, node.line_of("sources"), "every rule needs 'sources': a non-empty list of URLs or "
                        "owner/repo@commit:path")
             sources = None
+        elif "sources" in node:  # sources inherited from 'defaults' were checked once there
+            self._check_sources(path, node.line_of("sources"), tuple(sources))
         note = merged.get("note")
         if note is not None and not isinstance(note, str):
             self.error(path, node.line_of("note"), "'note' must be a string")
         rule_id = merged.get("id")
-        if target is None or any(d.severity == "error" for d in self.diags[errors_before:]):
+        match = merged.get("match")
+        if "patterns" in node:
+            items = node["patterns"]
+            if "pattern" in node or "cidr" in node or rule_id is not None:
+                self.error(path, line, "'patterns' (a list) excludes 'pattern', 'cidr' and 'id'")
+                return
+            if not isinstance(items, LineList) or not items:
+                self.error(path, node.line_of("patterns"), "'patterns' must be a non-empty list of host names")
+                return
+            targets = [self._target(path, node, match=match, pattern=p, line=ln, min_labels=2)
+                       for p, ln in zip(items, items.item_lines)]
+            lines = items.item_lines
+        else:
+            targets = [self._target(path, node, match=match, min_labels=2)]
+            lines = [line]
+        if len(self.diags) != errors_before and any(d.severity == "error" for d in self.diags[errors_before:]):
             return
-        if "sources" in node:  # sources inherited from 'defaults' were checked once there
-            self._check_sources(path, node.line_of("sources"), tuple(sources))
-        match_type, pattern, network = target
-        rule = Rule(
-            match_type=match_type, pattern=pattern, apps=apps, vendor=vendor, confidence=confidence,
-            role=role, sources=tuple(sources), note=note,
-            rule_id=str(rule_id) if rule_id is not None else f"{match_type}:{pattern}",
-            file=path, line=line, layer=layer.index, network=network,
-        )
-        first = layer.rules.get(rule.key)
-        if first is not None:
-            what = "duplicate" if first.verdict() == rule.verdict() else "conflicting"
-            self.error(path, line, f"{what} rule for {match_type} {pattern!r} (first at {first.file}:{first.line}"
-                       f"{'' if what == 'duplicate' else ': ' + _verdict_text(first) + ' vs ' + _verdict_text(rule)})")
-            return
-        layer.rules[rule.key] = rule
+        sources_t = tuple(sources)
+        rules = layer.rules
+        for target, rule_line in zip(targets, lines):
+            match_type, pattern, network = target
+            rule = Rule(
+                match_type=match_type, pattern=pattern, apps=apps, vendor=vendor, confidence=confidence,
+                role=role, sources=sources_t, note=note,
+                rule_id=str(rule_id) if rule_id is not None else f"{match_type}:{pattern}",
+                file=path, line=rule_line, layer=layer.index, network=network,
+            )
+            key = (match_type, pattern)
+            first = rules.get(key)
+            if first is not None:
+                what = "duplicate" if first.verdict() == rule.verdict() else "conflicting"
+                detail = "" if what == "duplicate" else f": {_verdict_text(first)} vs {_verdict_text(rule)}"
+                self.error(path, rule_line, f"{what} rule for {match_type} {pattern!r} (first at "
+                           f"{first.file}:{first.line}{detail})")
+                continue
+            rules[key] = rule
 
     def _exclusion(self, path: str, node: object, layer: _Layer) -> None:
         if not isinstance(node, LineMap):

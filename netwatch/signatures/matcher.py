@@ -88,28 +88,50 @@ class SignatureSet:
         )
 
     def _build_name_index(self) -> None:
-        exact: dict[str, object] = {}
-        suffix: dict[str, object] = {}
+        """One dict keyed by every pattern and every proper suffix of a pattern.
+
+        Value: [suffix entry, exact entry, has longer patterns below]. An entry is a NameMatch or the
+        exclusion sentinel. The walk in match_name goes from the top-level label towards the full name
+        and stops as soon as no longer pattern exists, so a miss usually costs one or two probes.
+        """
+        tree: dict[str, list] = {}
+
+        def node(pattern: str) -> list:
+            entry = tree.get(pattern)
+            if entry is None:
+                entry = tree[pattern] = [None, None, False]
+                dot = pattern.find(".")
+                while dot >= 0:  # mark every ancestor as having something longer below it
+                    parent = tree.get(pattern[dot + 1 :])
+                    if parent is None:
+                        tree[pattern[dot + 1 :]] = [None, None, True]
+                    elif parent[2]:
+                        break
+                    else:
+                        parent[2] = True
+                    dot = pattern.find(".", dot + 1)
+            return entry
+
         for (match_type, pattern), match in self._matches.items():
-            if match_type == "exact":
-                exact[pattern] = match
-            elif match_type == "suffix":
-                suffix[pattern] = match
+            if match_type == "suffix":
+                node(pattern)[0] = match
+            elif match_type == "exact":
+                node(pattern)[1] = match
         excl_suffixes = set()
         for excl in self.exclusions.values():
-            if excl.match_type == "exact":
-                exact[excl.pattern] = _EXCLUDED
-            elif excl.match_type == "suffix":
-                suffix[excl.pattern] = _EXCLUDED
+            if excl.match_type == "suffix":
+                node(excl.pattern)[0] = _EXCLUDED
                 excl_suffixes.add(excl.pattern)
+            elif excl.match_type == "exact":
+                node(excl.pattern)[1] = _EXCLUDED
         if excl_suffixes:
-            for table in (exact, suffix):
-                for pattern in list(table):
-                    if any(p in excl_suffixes for p in _suffix_chain(pattern)):
-                        table[pattern] = _EXCLUDED
-        self._exact = exact
-        self._suffix = suffix
-        self._max_len = max((len(p) for p in (*exact, *suffix)), default=0)
+            for pattern, entry in tree.items():
+                if (entry[0] is not None or entry[1] is not None) and any(
+                    p in excl_suffixes for p in _suffix_chain(pattern)
+                ):
+                    entry[0] = _EXCLUDED if entry[0] is not None else None
+                    entry[1] = _EXCLUDED if entry[1] is not None else None
+        self._tree = tree
 
     def _build_ip_index(self) -> None:
         tables: dict[int, dict[int, dict[int, object]]] = {4: {}, 6: {}}
@@ -136,23 +158,31 @@ class SignatureSet:
 
     # -- matching ------------------------------------------------------------------------------
     def match_name(self, name: str) -> NameMatch | None:
-        """Verdict for an already normalised name; None when no rule covers it or it is excluded."""
-        hit = self._exact.get(name)
-        if hit is None:
-            suffix = self._suffix
-            if len(name) <= self._max_len:
-                hit = suffix.get(name)
-                dot = name.find(".")
-            else:
-                # Only suffixes no longer than the longest pattern can hit: start there, so a hostile
-                # megabyte of dots costs one scan, not a quadratic walk.
-                dot = name.find(".", len(name) - self._max_len - 1)
-            while hit is None and dot >= 0:
-                hit = suffix.get(name[dot + 1 :])
-                dot = name.find(".", dot + 1)
-        if hit is None or hit is _EXCLUDED:
+        """Verdict for an already normalised name; None when no rule covers it or it is excluded.
+
+        Most specific wins: an exact rule for the whole name, else the longest matching suffix rule.
+        Exclusions were folded into the table, so they beat everything.
+        """
+        tree = self._tree
+        best = None
+        dot = name.rfind(".")
+        while True:
+            entry = tree.get(name[dot + 1 :])
+            if entry is None:
+                break
+            if dot < 0:  # the whole name: an exact rule beats a suffix rule on the same name
+                hit = entry[1] if entry[1] is not None else entry[0]
+                if hit is not None:
+                    best = hit
+                break
+            if entry[0] is not None:
+                best = entry[0]
+            if not entry[2]:
+                break
+            dot = name.rfind(".", 0, dot)
+        if best is None or best is _EXCLUDED:
             return None
-        return hit  # type: ignore[return-value]
+        return best  # type: ignore[return-value]
 
     def match_ip(self, ip: str) -> NameMatch | None:
         """Verdict for an IPv4/IPv6 address text; None for no rule, an exclusion or a bad address."""

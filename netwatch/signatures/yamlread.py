@@ -43,13 +43,14 @@ class LineMap(dict):
 
 
 class LineList(list):
-    """A YAML sequence; `line` is where it starts."""
+    """A YAML sequence; `line` is where it starts, `item_lines[i]` where item i starts."""
 
-    __slots__ = ("line",)
+    __slots__ = ("item_lines", "line")
 
     def __init__(self, line: int) -> None:
         super().__init__()
         self.line = line
+        self.item_lines: list[int] = []
 
 
 def _plain_value(text: str) -> object:
@@ -69,8 +70,11 @@ def parse_yaml(text: str, path: str) -> object:
     stack: list[list] = []  # frames: [container, is_map, pending_key, pending_key_line]
     root: object = None
     documents = 0
+    loader = _Loader(text)
+    get_event = loader.get_event
     try:
-        for event in yaml.parse(text, Loader=_Loader):
+        while True:
+            event = get_event()
             kind = type(event)
             if kind is ev.ScalarEvent:
                 line = event.start_mark.line + 1
@@ -95,6 +99,7 @@ def parse_yaml(text: str, path: str) -> object:
                     frame[2] = None
                 else:
                     frame[0].append(value)
+                    frame[0].item_lines.append(line)
             elif kind is ev.MappingStartEvent or kind is ev.SequenceStartEvent:
                 line = event.start_mark.line + 1
                 if event.tag is not None and not event.implicit:
@@ -117,12 +122,15 @@ def parse_yaml(text: str, path: str) -> object:
                     frame[2] = None
                 else:
                     frame[0].append(container)
+                    frame[0].item_lines.append(container.line)
             elif kind is ev.AliasEvent:
                 raise SignatureError(path, event.start_mark.line + 1, "YAML anchors and aliases are not supported")
             elif kind is ev.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise SignatureError(path, event.start_mark.line + 1, "only one YAML document per file")
+            elif kind is ev.StreamEndEvent:
+                break
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -130,6 +138,8 @@ def parse_yaml(text: str, path: str) -> object:
         raise SignatureError(path, line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise SignatureError(path, 1, f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
     return root
 
 
