@@ -58,6 +58,7 @@ class Detection:
     confidence: str | None = None
     resolved_from: str | None = None  # for resolved_ip: the banned name the address came from
     resolver: str | None = None  # for encrypted_dns: the resolver's name or address
+    label: str | None = None  # display name of the app, of the apps sharing the name, or of the vendor
 
 
 class Detector:
@@ -127,9 +128,11 @@ class Detector:
 
     def _contact(self, obs: Observation, device: Device, evidence: str, name: str | None,
                  match: NameMatch, confidence: str, resolved_from: str | None = None) -> Detection:
-        is_alert = bool(match.app) and match.in_policy and _RANK[confidence] >= _RANK[self.min_confidence]
-        app = match.app or ("vendor:" + (match.vendor or "unknown"))
-        app_name = match.app_name or f"{match.vendor or 'unknown'} (vendor)"
+        # An app (or a set of apps sharing the name) of the policy alerts at or above the threshold; a
+        # vendor-only rule alerts only when the user lowered the threshold to `low`.
+        names_apps = bool(match.apps) or self.min_confidence == "low"
+        is_alert = names_apps and match.in_policy and _RANK[confidence] >= _RANK[self.min_confidence]
+        app, app_name = self._contact_label(match)
         self.inventory.record_contact(
             device, app=app, app_name=app_name, confidence=confidence, alert=is_alert,
             evidence=evidence, name=name or resolved_from, ts=obs.ts, note=match.note,
@@ -142,8 +145,19 @@ class Detector:
             kind=KIND_ALERT if is_alert else KIND_EVENT,
             dataset=DATASET_DETECTION if is_alert else DATASET_VENDOR,
             evidence=evidence, obs=obs, device=device, name=name, match=match,
-            confidence=confidence, resolved_from=resolved_from,
+            confidence=confidence, resolved_from=resolved_from, label=app_name,
         )
+
+    def _contact_label(self, match: NameMatch) -> tuple[str, str]:
+        """Inventory key and display name: the app, the set of apps sharing a name, or the vendor."""
+        if match.app:
+            return match.app, match.app_name or match.app
+        if match.apps:
+            apps = self.sigset.apps
+            return "+".join(match.apps), " or ".join(
+                apps[a].name if a in apps else a for a in match.apps)
+        vendor = match.vendor or "unknown"
+        return f"vendor:{vendor}", f"{vendor} (vendor)"
 
     def _plain(self, obs: Observation, device: Device, name: str | None) -> Detection:
         self.events += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from netwatch.detect.engine import KIND_ALERT, Detection
@@ -26,13 +27,21 @@ _EVENT_TYPES = {
 }
 
 
+@lru_cache(maxsize=64)
+def _second_text(second: int) -> str:
+    try:
+        return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return "1970-01-01T00:00:00"
+
+
 def rfc3339(ts: float) -> str:
     """A packet time as RFC 3339 UTC with microseconds, e.g. 2026-01-05T09:00:03.250000Z."""
-    try:
-        moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        moment = datetime.fromtimestamp(0, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    second = int(ts // 1)
+    micros = round((ts - second) * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_second_text(second)}.{micros:06d}Z"
 
 
 def ecs_mac(mac: str | None) -> str | None:
@@ -68,11 +77,11 @@ def _message(det: Detection) -> str:
         return f"{who} uses encrypted DNS ({det.resolver}): DNS-based evidence for it is incomplete"
     if det.match is None:
         return f"{who}: {det.evidence} {subject}"
-    target = det.match.app_name or f"{det.match.vendor} (vendor)"
+    target = det.label or det.match.app_name or f"{det.match.vendor} (vendor)"
     text = f"{who} contacted {target}: {det.evidence} {subject}"
     if det.resolved_from and det.evidence == "resolved_ip":
         text = f"{who} contacted {target}: connection to {det.obs.dst_ip}, resolved from {det.resolved_from}"
-    if det.match.note:
+    if det.match.note and det.confidence != "high":  # below high, the rule's caveat is part of the finding
         text += f" ({det.match.note})"
     return text
 
@@ -89,7 +98,7 @@ def build_event(det: Detection, *, ruleset_version: str, policy: str, observer: 
         "evidence": det.evidence,
         "name": det.name,
         "app": match.app if match else None,
-        "app_name": match.app_name if match else None,
+        "app_name": (match.app_name or (det.label if match.apps else None)) if match else None,
         "confidence": det.confidence,
         "signature": match.rule_id if match else None,
         "ech": bool(obs.ech),

@@ -39,7 +39,7 @@ def _contact_line(contact: AppContact) -> str:
         span += " .. " + _clock(contact.last_seen)
     line = (f"  {label}  {contact.app_name:<22} {contact.confidence:<6}  {total:>5} contact{'s' if total != 1 else ' '}"
             f"  {evidence}\n         {span}  e.g. {', '.join(contact.names[:3])}")
-    if contact.note:
+    if contact.note and contact.confidence != "high":
         line += f"\n         {contact.note}"
     return line
 

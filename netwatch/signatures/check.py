@@ -51,7 +51,7 @@ def _covering_net_rule(sigset: SignatureSet, rule: Rule) -> Rule | None:
 
 def _verdict(sigset: SignatureSet, rule: Rule) -> tuple:
     """What a match on this rule reports, with the vendor an app rule inherits from its app."""
-    match = sigset._matches[rule.key]
+    match = sigset.rule_match(rule.key)
     return (match.apps, match.vendor, match.confidence, match.role)
 
 

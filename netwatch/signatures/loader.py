@@ -309,7 +309,7 @@ class _Reader:
                 self.error(path, node.line_of("patterns"), "'patterns' must be a non-empty list of host names")
                 return
             targets = [self._target(path, node, match=match, pattern=p, line=ln, min_labels=2)
-                       for p, ln in zip(items, items.item_lines)]
+                       for p, ln in zip(items, items.item_lines, strict=True)]
             lines = items.item_lines
         else:
             targets = [self._target(path, node, match=match, min_labels=2)]
@@ -318,7 +318,7 @@ class _Reader:
             return
         sources_t = tuple(sources)
         rules = layer.rules
-        for target, rule_line in zip(targets, lines):
+        for target, rule_line in zip(targets, lines, strict=True):
             match_type, pattern, network = target
             rule = Rule(
                 match_type=match_type, pattern=pattern, apps=apps, vendor=vendor, confidence=confidence,

@@ -156,6 +156,10 @@ class SignatureSet:
         key = int(network.network_address) >> (bits - network.prefixlen)
         tables[network.version].setdefault(network.prefixlen, {})[key] = value
 
+    def rule_match(self, key: tuple[str, str]) -> NameMatch:
+        """The verdict a rule (by its match type + pattern key) reports when it wins."""
+        return self._matches[key]
+
     # -- matching ------------------------------------------------------------------------------
     def match_name(self, name: str) -> NameMatch | None:
         """Verdict for an already normalised name; None when no rule covers it or it is excluded.

@@ -7,9 +7,28 @@ brought into the same form once, here, and matching is then plain string compari
 
 from __future__ import annotations
 
+import contextlib
 import re
 
-import idna
+try:  # IDNA 2008 + UTS 46, as browsers do; the stdlib codec (IDNA 2003) is the fallback
+    import idna
+
+    _IDNA_ERRORS: tuple[type[BaseException], ...] = (idna.IDNAError, UnicodeError, ValueError, IndexError)
+
+    def _to_ascii(name: str) -> str:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+
+    def _to_unicode(label: str) -> str:
+        return idna.decode(label)
+
+except ImportError:  # pragma: no cover - idna is a declared dependency
+    _IDNA_ERRORS = (UnicodeError, ValueError, IndexError)
+
+    def _to_ascii(name: str) -> str:
+        return name.encode("idna").decode("ascii")
+
+    def _to_unicode(label: str) -> str:
+        return label.encode("ascii").decode("idna")
 
 # Longer inputs cannot be host names (RFC 1035: 255 octets on the wire); they are only lowercased,
 # so a hostile 1 MB "name" costs one pass over it and never reaches the IDNA codec.
@@ -36,8 +55,8 @@ def normalize_name(raw: str) -> str:
         return name.rstrip(".")
     try:
         # UTS 46 mapping also folds the ideographic full stops (U+3002, U+FF0E, U+FF61) to '.'.
-        encoded = idna.encode(name.rstrip("."), uts46=True, transitional=False).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError, IndexError):
+        encoded = _to_ascii(name.rstrip("."))
+    except _IDNA_ERRORS:
         return name.rstrip(".")
     return encoded.rstrip(".")
 
@@ -49,10 +68,8 @@ def display_name(normalized: str) -> str:
     labels = []
     for label in normalized.split("."):
         if label.startswith("xn--"):
-            try:
-                label = idna.decode(label)
-            except (idna.IDNAError, UnicodeError, ValueError, IndexError):
-                pass
+            with contextlib.suppress(*_IDNA_ERRORS):
+                label = _to_unicode(label)
         labels.append(label)
     return ".".join(labels)
 
