@@ -188,5 +188,18 @@ def _event_sink(fmt: str, out: IO[str], forwarders: Any) -> Any:
     return write_and_forward
 
 
+def _attach_subcommands() -> None:
+    """The signature tools and the sensor live in their own packages; the CLI only lists them."""
+    from netwatch.sensor.cli import devices, health, sensor
+    from netwatch.signatures.cli import signatures_group
+
+    main.add_command(signatures_group)
+    main.add_command(sensor)
+    main.add_command(devices)
+    main.add_command(health)
+
+
+_attach_subcommands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -61,8 +61,7 @@ class Pipeline:
         return self.detector.sigset
 
     def _describe(self, sigset: SignatureSet) -> None:
-        self._ruleset_version = sigset.version_string if hasattr(sigset, "version_string") else (
-            f"{sigset.version}+{sigset.content_hash}")
+        self._ruleset_version = sigset.label
         self._policy = getattr(sigset.policy, "id", str(sigset.policy))
 
     def reload(self, sigset: SignatureSet) -> None:

@@ -13,6 +13,7 @@ both directions of a flow on the same process).
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ def _open_handle(opts: LiveOptions) -> Any:
         handle.set_buffer_size(opts.buffer_size)
         handle.set_timeout(opts.timeout_ms)
         handle.activate()
+        handle.setnonblock(1)  # see LiveCapture.read_batch: we wait with poll(2) ourselves
         if handle.datalink() < 0:  # activate() can "succeed" on a down interface; the handle is unusable
             handle.close()
             raise LiveCaptureError(f"{opts.interface}: capture not activated (interface down?)")
@@ -105,12 +107,15 @@ class LiveCapture:
         self._backoff = reopen_backoff
         self._should_stop = should_stop or (lambda: False)
         self._handle: Any = None
+        self._poller: Any = None
         self.linktype = 0
         self.open()
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
         self._handle = _open_handle(self.opts)
+        self._poller = select.poll()
+        self._poller.register(self._handle.getfd(), select.POLLIN)
         dlt = self._handle.datalink()
         self.linktype = _DLT_TO_LINKTYPE.get(dlt, dlt)
         self._on_event(
@@ -150,6 +155,12 @@ class LiveCapture:
                 continue
             try:
                 packet_bytes, meta = self._handle.next_batch(self.opts.batch_size)
+                if not meta:
+                    # With TPACKET_V3 a blocking read never returns while the link is silent (the
+                    # kernel retires a ring block only once it holds a packet), so the handle is
+                    # non-blocking and the wait is bounded here.
+                    self._poller.poll(self.opts.timeout_ms)
+                    packet_bytes, meta = self._handle.next_batch(self.opts.batch_size)
             except pcapy.PcapError as exc:
                 self._on_event("capture read failed, re-opening", {"interface": self.opts.interface, "error": str(exc)})
                 self.close()

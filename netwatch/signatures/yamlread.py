@@ -22,10 +22,14 @@ try:
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
-_INT_RE = re.compile(r"^[-+]?[0-9]+$")
-_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-_TRUES = frozenset({"true", "True", "TRUE"})
-_FALSES = frozenset({"false", "False", "FALSE"})
+_INT_RE = re.compile(r"[-+]?[0-9]+")
+_MISSING = object()
+# YAML 1.1 core-schema plain scalars that are not strings (the subset signature files use).
+_SPECIAL_PLAIN: dict[str, object] = {
+    "": None, "~": None, "null": None, "Null": None, "NULL": None,
+    "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False,
+}
+_NUMERIC_START = frozenset("+-0123456789")
 
 
 class LineMap(dict):
@@ -54,13 +58,10 @@ class LineList(list):
 
 
 def _plain_value(text: str) -> object:
-    if text in _NULLS:
-        return None
-    if text in _TRUES:
-        return True
-    if text in _FALSES:
-        return False
-    if _INT_RE.match(text):
+    value = _SPECIAL_PLAIN.get(text, _MISSING)
+    if value is not _MISSING:
+        return value
+    if text[0] in _NUMERIC_START and _INT_RE.fullmatch(text):
         return int(text)
     return text
 
@@ -72,15 +73,18 @@ def parse_yaml(text: str, path: str) -> object:
     documents = 0
     loader = _Loader(text)
     get_event = loader.get_event
+    scalar_event = ev.ScalarEvent
+    plain_value = _plain_value
     try:
         while True:
             event = get_event()
             kind = type(event)
-            if kind is ev.ScalarEvent:
+            if kind is scalar_event:
                 line = event.start_mark.line + 1
-                if event.tag is not None and not (event.implicit[0] or event.implicit[1]):
+                implicit = event.implicit
+                if event.tag is not None and not (implicit[0] or implicit[1]):
                     raise SignatureError(path, line, f"YAML tags are not supported ({event.tag})")
-                value = _plain_value(event.value) if event.implicit[0] and not event.style else event.value
+                value = plain_value(event.value) if implicit[0] and not event.style else event.value
                 if not stack:
                     root = value
                     continue
