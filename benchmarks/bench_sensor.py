@@ -114,11 +114,9 @@ def run_workers(ns: object, capture: Path, workers: int, rates: list[int], workd
     net = ns.NetnsPair()
     net.setup()
     try:
-        # Drop the replayed frames at tc ingress of the server end: AF_PACKET taps (the sensor) see
-        # them first, but the namespace's stack does not answer thousands of stray segments with RSTs.
-        subprocess.run(net.exec(net.server_ns, ["tc", "qdisc", "add", "dev", net.server_if, "ingress"]), check=True)
-        subprocess.run(net.exec(net.server_ns, ["tc", "filter", "add", "dev", net.server_if, "ingress",
-                                                "matchall", "action", "drop"]), check=True)
+        # The server end becomes a tap (a SPAN port): without addresses its stack drops the replayed
+        # frames silently instead of answering every stray segment with a RST, and the sensor sees them.
+        subprocess.run(net.exec(net.server_ns, ["ip", "addr", "flush", "dev", net.server_if]), check=True)
         config = workdir / f"bench-{workers}.toml"
         config.write_text(f"workers = {workers}\nmetrics_port = {METRICS_PORT}\noutput = ''\n"
                           f"reminder_interval = 3600\nbuffer_size_mb = 64\n")

@@ -47,7 +47,7 @@ def decisions(flow_filter: FlowFilter, frames, linktype=ETH) -> list[bool]:
 
 
 def test_bulk_tcp_dropped_after_head_packets_per_direction():
-    flow_filter = FlowFilter(head_packets=3)
+    flow_filter = FlowFilter(head_packets=3, smart=False)
     forward = [eth(tcp()) for _ in range(5)]
     backward = [eth(tcp(sport=443, dport=40000, src="10.0.0.2", dst="10.0.0.1")) for _ in range(4)]
     assert decisions(flow_filter, forward) == [True, True, True, False, False]
@@ -57,12 +57,12 @@ def test_bulk_tcp_dropped_after_head_packets_per_direction():
 
 
 def test_head_bytes_limit():
-    flow_filter = FlowFilter(head_packets=100, head_bytes=250)
+    flow_filter = FlowFilter(head_packets=100, head_bytes=250, smart=False)
     assert decisions(flow_filter, [eth(tcp()) for _ in range(4)]) == [True, True, True, False]
 
 
 def test_syn_resets_the_direction_and_pure_acks_are_dropped():
-    flow_filter = FlowFilter(head_packets=2)
+    flow_filter = FlowFilter(head_packets=2, smart=False)
     frames = [
         eth(tcp()),
         eth(tcp()),
