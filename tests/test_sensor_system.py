@@ -349,6 +349,13 @@ def test_sensor_end_to_end_reload_restart(testnet: NetnsPair, tmp_path: Path) ->
     rec = sensor.wait_log(lambda r: r.get("msg", "").startswith("reload rejected"), 20, "no rejection logged")
     assert "broken.yaml" in rec["error"]
     client(testnet, "dns", NEW_NAME)
+    good_config = config.read_text()
+    config.write_text(good_config + "reminder_interval = 'soon'\n")  # a bad config file is rejected too
+    sensor.proc.send_signal(signal.SIGHUP)
+    rec = sensor.wait_log(lambda r: r.get("msg", "").startswith("reload rejected: bad configuration"), 20,
+                          "no rejection of the bad config logged")
+    assert "sensor.toml" in rec["error"]
+    config.write_text(good_config)
     # 4. SIGHUP with a good overlay: the new rule applies
     (overlay / "broken.yaml").unlink()
     (overlay / "test.yaml").write_text(GOOD_OVERLAY)
@@ -429,10 +436,17 @@ def test_sensor_workers_merge_into_one_stream(testnet: NetnsPair, tmp_path: Path
 
     beat = StateDB(sensor.db, readonly=True).get_meta("heartbeat")
     assert len(beat["worker_frames"]) == 2 and all(n > 0 for n in beat["worker_frames"]), beat
-    assert sensor.stop() == 0
+
+    # a worker that dies is restarted and the stream goes on
+    os.kill(sorted(pids)[0], signal.SIGKILL)
+    sensor.wait_log(lambda r: r.get("msg") == "worker ready" and r["pid"] not in pids, 30, "worker not restarted")
+    for _ in range(4):
+        client(testnet, "dns", DNS_NAME)
+    assert len(sensor.wait_events(lambda e: e["event"]["kind"] == "alert", 16)) == 16
+    assert sensor.stop(expected_errors=("worker exited",)) == 0
     [device] = _devices(sensor.db)
     assert device["id"] == CLIENT_MAC
-    assert device["apps"]["alipay"]["counts"] == {"dns_query": 6}
+    assert device["apps"]["alipay"]["counts"] == {"dns_query": 10}
     assert device["apps"]["wechat_pay"]["counts"] == {"tls_sni": 6}
     ok, report = check_health(str(sensor.db))
     assert not ok and "stopped" in report["problem"]
@@ -454,10 +468,19 @@ def _frame(src_ip: str, proto: int, l4: bytes) -> bytes:
     return macs + b"\x08\x00" + bytes(ip) + l4
 
 
-def write_flood_pcap(path: Path, n_syn: int, n_dns: int, n_garbage: int, seed: int = 7) -> int:
-    """Random-port SYNs, random-name DNS queries and malformed DNS/TLS/QUIC payloads, as a pcap."""
+def write_flood_pcap(path: Path, n_syn: int, n_dns: int, n_garbage: int, n_frags: int = 0,
+                     seed: int = 7) -> int:
+    """Random-port SYNs, random-name DNS queries, malformed DNS/TLS/QUIC payloads and IPv4 first
+    fragments that are never completed, as a pcap."""
     rng = random.Random(seed)
     frames = []
+    for _ in range(n_frags):  # MF set, random id: each one opens a reassembly that never finishes
+        body = rng.randbytes(1200)
+        frame = bytearray(_frame(CLIENT_IP, 17, body))
+        struct.pack_into("!HH", frame, 14 + 4, rng.getrandbits(16), 0x2000)
+        struct.pack_into("!H", frame, 14 + 10, 0)
+        struct.pack_into("!H", frame, 14 + 10, _ip_checksum(bytes(frame[14:34])))
+        frames.append(bytes(frame))
     for _ in range(n_syn):
         src = f"{NET}.{rng.randrange(20, 250)}"
         tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65536), rng.randrange(1, 65536),
@@ -506,7 +529,7 @@ def test_sensor_survives_hostile_flood(testnet: NetnsPair, tmp_path: Path) -> No
         pytest.fail("tcpreplay is not installed; .ci/run installs it")
     start_servers(testnet, tmp_path)
     flood = tmp_path / "flood.pcap"
-    total = write_flood_pcap(flood, n_syn=30000, n_dns=10000, n_garbage=3000)
+    total = write_flood_pcap(flood, n_syn=30000, n_dns=10000, n_garbage=3000, n_frags=5000)
     config = tmp_path / "sensor.toml"
     config.write_text("max_flows = 4096\nreminder_interval = 3600\n")
     sensor = SensorProc(testnet, tmp_path, config)
@@ -525,4 +548,69 @@ def test_sensor_survives_hostile_flood(testnet: NetnsPair, tmp_path: Path) -> No
                                                            "packets dropped before the sensor saw them")][-1]
     assert stats["frames"] + stats["kernel_dropped"] >= total
     assert stats["malformed"] > 0  # the garbage was parsed, counted and survived
+    assert sensor.stop() == 0
+
+
+def test_sensor_keeps_capturing_without_a_database(testnet: NetnsPair, tmp_path: Path) -> None:
+    """An unusable database is reported loudly; alerts still flow."""
+    start_servers(testnet, tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # the database's parent is a regular file: it can never be created
+    config = tmp_path / "sensor.toml"
+    config.write_text("")
+    forwarded = tmp_path / "forwarded.jsonl"
+    sensor = SensorProc(testnet, tmp_path, config, ["--db", str(blocker / "netwatch.db"),
+                                                     "--forward", f"file://{forwarded}",
+                                                     "--forward-state-dir", str(tmp_path / "fwd")])
+    rec = sensor.wait_log(lambda r: r.get("msg", "").startswith("state database unavailable"), 10,
+                          "no error about the database")
+    assert rec["level"] == "error" and "not-a-dir" in rec["error"]
+    client(testnet, "dns", DNS_NAME)
+    [alert] = sensor.wait_events(lambda e: bool(_alerts_for([e], DNS_NAME, "dns_query")), 1)
+    assert sensor.stop(expected_errors=("state database unavailable",)) == 0
+    # the forwarder got the same alert (delivered by the time the sensor stopped)
+    sent = [json.loads(line) for line in forwarded.read_text().splitlines()]
+    assert [e["event"]["id"] for e in sent] == [alert["event"]["id"]]
+
+
+def test_sensor_fails_fast_on_a_missing_interface(tmp_path: Path) -> None:
+    reason = netns_available()
+    if reason:
+        pytest.skip(reason)
+    ns = f"nwtest-{secrets.token_hex(3)}-x"
+    _run(["ip", "netns", "add", ns])
+    try:
+        code = "from netwatch.sensor.cli import sensor; sensor()"
+        run = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, "-i", "nwnosuch0",
+                              "--db", str(tmp_path / "n.db")], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert run.returncode == 1
+    errors = [json.loads(line) for line in run.stderr.splitlines() if '"level":"error"' in line]
+    assert any(e["msg"] == "worker failed" and "nwnosuch0" in e["error"] for e in errors), run.stderr
+
+
+def test_sensor_reports_kernel_drops(testnet: NetnsPair, tmp_path: Path) -> None:
+    """A stalled worker overflows its 1 MiB ring: the drops appear in a warning line and the metrics."""
+    if not shutil.which("tcpreplay"):
+        pytest.fail("tcpreplay is not installed; .ci/run installs it")
+    flood = tmp_path / "flood.pcap"
+    total = write_flood_pcap(flood, n_syn=20000, n_dns=0, n_garbage=0)
+    config = tmp_path / "sensor.toml"
+    config.write_text("buffer_size_mb = 1\nmetrics_port = 9466\n")
+    sensor = SensorProc(testnet, tmp_path, config)
+    [worker] = [r["pid"] for r in sensor.logs() if r.get("msg") == "worker ready"]
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        _run(testnet.exec(testnet.client_ns, ["tcpreplay", "-i", testnet.client_if, "--pps", "20000", str(flood)]))
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    rec = sensor.wait_log(lambda r: r.get("msg") == "packets dropped before the sensor saw them", 15,
+                          "no drop warning")
+    assert rec["level"] == "warning" and rec["new_drops"] > 0
+    text = _metrics(testnet, 9466)
+    drops = float(re.search(r"^netwatch_kernel_drops_total (\S+)$", text, re.M).group(1))
+    seen = float(re.search(r"^netwatch_packets_seen_total (\S+)$", text, re.M).group(1))
+    assert drops > 0 and seen < total  # the kernel dropped what the ring could not hold
     assert sensor.stop() == 0

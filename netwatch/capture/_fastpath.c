@@ -157,6 +157,7 @@ typedef struct {
     uint8_t version;
     uint8_t proto;
     uint8_t tcp_flags;
+    uint32_t tcp_seq; /* sequence number of the first payload byte (TCP only) */
     uint16_t vlan;
     uint16_t sport, dport;
     uint32_t payload_len;     /* payload length the IP header declares */
@@ -307,6 +308,7 @@ static int decode_transport(uint8_t proto, const uint8_t *p, size_t n, size_t de
         fi->sport = be16(p);
         fi->dport = be16(p + 2);
         fi->tcp_flags = p[13];
+        fi->tcp_seq = be32(p + 4) + ((p[13] & 0x02) ? 1u : 0u); /* a SYN takes one sequence number */
         size_t payload = declared - doff;
         fi->payload_len = payload > 0xffffffffu ? 0xffffffffu : (uint32_t)payload;
         size_t cap = n > doff ? n - doff : 0; /* snaplen may cut the payload short */
@@ -508,8 +510,8 @@ enum tcp_state {
     ST_HEAD,         /* the plain head rule, still peeking: after CONNECT (a ClientHello follows) */
     ST_DNS,          /* TCP port 53: the plain head rule, never peeked (a DNS length can look like a
                         TLS record header) */
-    ST_TLS_HELLO,    /* ClientHello started: admit until `budget` payload bytes, nothing peeked */
-    ST_TLS_DONE,     /* the ClientHello's bytes are in: drop for good */
+    ST_TLS_HELLO,    /* ClientHello started: admit segments that start before its end, nothing peeked */
+    ST_TLS_DONE,     /* a segment past the ClientHello was seen: drop for good */
     ST_HTTP_REQUEST, /* request line seen: admit until a packet ending the head was admitted */
     ST_HTTP_IDLE,    /* request head complete: drop, but a new request line (keep-alive, proxy) reopens */
     ST_CLOSED,       /* a server's or past its hello (TLS record, HTTP response): drop; only a
@@ -521,7 +523,7 @@ typedef struct {
     double last_seen;
     uint32_t packets; /* payload packets admitted */
     uint32_t bytes;   /* payload bytes admitted (as declared by IP, not as captured) */
-    uint32_t budget;  /* ST_TLS_HELLO: payload bytes the ClientHello needs */
+    uint32_t hello_end; /* ST_TLS_HELLO: sequence number just past the ClientHello's bytes */
     uint8_t state;    /* enum tcp_state */
     uint8_t tail[3];  /* ST_HTTP_REQUEST: last bytes of the previous admitted packet */
 } flow_entry;
@@ -594,7 +596,7 @@ static void reset_entry(flow_entry *e, uint8_t state)
 {
     e->packets = 0;
     e->bytes = 0;
-    e->budget = 0;
+    e->hello_end = 0;
     e->state = state;
     memset(e->tail, 0, sizeof e->tail);
 }
@@ -658,8 +660,11 @@ enum start_kind {
  * a 16-bit length; a handshake record's first message header (4.1.2/4.4): msg_type 1 =
  * client_hello, then a 24-bit length, reported in *hello_len (HELLO_LEN_UNKNOWN when not
  * captured or not in this record). HTTP (RFC 9112 3 and 4): a request line starts with a
- * method token and a space (accepted: 3..16 upper-case letters), a status line with
- * "HTTP/1.". Reads at most 17 bytes of q[0..m). */
+ * method token and a space (accepted: 3..16 upper-case letters), then a request-target
+ * in origin-form "/", asterisk-form "*" or absolute-form "http(s)://" (first byte only;
+ * CONNECT: any authority); a status line starts with "HTTP/1.". The target check keeps
+ * bulk bytes (~1 in 4e6 random segments look like "ABC ") and SMTP's "EHLO host" from
+ * opening a request. Reads at most 18 bytes of q[0..m). */
 static int peek_start(const uint8_t *q, uint32_t m, uint32_t *hello_len)
 {
     if (m >= 6 && q[0] >= 0x14 && q[0] <= 0x17 && q[1] == 0x03 && q[2] <= 0x04) {
@@ -678,8 +683,13 @@ static int peek_start(const uint8_t *q, uint32_t m, uint32_t *hello_len)
     uint32_t i = 0;
     while (i < m && i < HTTP_MAX_METHOD && q[i] >= 'A' && q[i] <= 'Z')
         i++;
-    if (i >= 3 && i < m && q[i] == ' ')
-        return (i == 7 && memcmp(q, "CONNECT", 7) == 0) ? START_HTTP_CONNECT : START_HTTP_REQUEST;
+    if (i < 3 || i + 1 >= m || q[i] != ' ')
+        return START_NONE;
+    uint8_t target = q[i + 1];
+    if (i == 7 && memcmp(q, "CONNECT", 7) == 0)
+        return target > ' ' ? START_HTTP_CONNECT : START_NONE;
+    if (target == '/' || target == '*' || target == 'h' || target == 'H')
+        return START_HTTP_REQUEST;
     return START_NONE;
 }
 
@@ -721,20 +731,29 @@ static void count_payload(flow_entry *e, uint32_t len)
     e->bytes = b > 0xffffffffu ? 0xffffffffu : (uint32_t)b;
 }
 
-/* A ClientHello starts: budget hs_len + 4 + 5 bytes per started 512 bytes of handshake
- * (room for the record headers of a hello fragmented in small records), capped by
- * head_bytes. Bytes admitted while the direction was unrecognised still count: they
- * may be reordered segments of this very hello. Bytes of another protocol (CONNECT,
- * a STARTTLS dialogue read as a request) do not. */
-static void enter_hello(FlowFilterObject *self, flow_entry *e, uint32_t hello_len)
+/* A ClientHello starts at this segment: it needs hs_len + 4 handshake bytes plus a 5-byte
+ * header per TLS record; when the first record does not hold the whole message (a hello
+ * fragmented over records) allow one record per started 512 bytes. Capped by head_bytes.
+ *
+ * The end is kept as a TCP sequence number rather than as a count of admitted bytes:
+ * retransmitted segments of the hello, and the bytes of a dialogue before it (STARTTLS,
+ * CONNECT), would exhaust a byte count early and drop the hello's last segment (which
+ * often carries the SNI of a post-quantum hello); segments of the hello reordered
+ * before or after its first one still fall inside [start, end). */
+static void enter_hello(FlowFilterObject *self, flow_entry *e, const flow_info *fi, uint32_t hello_len,
+                        uint32_t first_record_len)
 {
-    if (e->state != ST_UNKNOWN && e->state != ST_CLOSED) {
-        e->packets = 0;
-        e->bytes = 0;
-    }
-    uint64_t need = hello_len == HELLO_LEN_UNKNOWN ? self->head_bytes
-                                                   : (uint64_t)hello_len + 4 + 5 * (1 + (uint64_t)hello_len / 512);
-    e->budget = need < self->head_bytes ? (uint32_t)need : self->head_bytes;
+    uint64_t need;
+    if (hello_len == HELLO_LEN_UNKNOWN)
+        need = self->head_bytes;
+    else if (first_record_len >= (uint64_t)hello_len + 4)
+        need = (uint64_t)hello_len + 4 + 5;
+    else
+        need = (uint64_t)hello_len + 4 + 5 * (1 + (uint64_t)hello_len / 512);
+    if (need > self->head_bytes)
+        need = self->head_bytes;
+    e->hello_end = fi->tcp_seq + (uint32_t)need;
+    e->packets = 0; /* a hello gets the whole head_packets (CONNECT or STARTTLS may precede it) */
     e->state = ST_TLS_HELLO;
     self->c.tls_hello++;
 }
@@ -757,14 +776,16 @@ static int smart_tcp(FlowFilterObject *self, flow_entry *e, const flow_info *fi)
         return V_ADMIT;
     case ST_TLS_HELLO:
         /* Nothing is peeked inside a hello: a segment of a hello fragmented in several
-         * TLS records can begin with a record header of type 22 and any next byte. */
+         * TLS records can begin with a record header of type 22 and any next byte.
+         * Sequence numbers compare modulo 2**32 (RFC 9293 3.4). */
+        if ((int32_t)(fi->tcp_seq - e->hello_end) >= 0) {
+            e->state = ST_TLS_DONE;
+            self->c.tls_done++;
+            return V_DONE_DROP;
+        }
         if (e->packets >= self->head_packets)
             return V_BULK;
         count_payload(e, len);
-        if (e->bytes >= e->budget) {
-            e->state = ST_TLS_DONE;
-            self->c.tls_done++;
-        }
         return V_ADMIT;
     default:
         break;
@@ -772,12 +793,8 @@ static int smart_tcp(FlowFilterObject *self, flow_entry *e, const flow_info *fi)
     uint32_t hello_len = HELLO_LEN_UNKNOWN;
     switch (peek_start(q, m, &hello_len)) {
     case START_CLIENT_HELLO:
-        enter_hello(self, e, hello_len);
+        enter_hello(self, e, fi, hello_len, be16(q + 3));
         count_payload(e, len);
-        if (e->bytes >= e->budget) {
-            e->state = ST_TLS_DONE;
-            self->c.tls_done++;
-        }
         return V_ADMIT;
     case START_TLS_OTHER:
     case START_HTTP_RESPONSE:

@@ -232,7 +232,7 @@ class Decoder:
                 addr = self._ipv4_text
                 return Segment(  # positional, in field order: this is the hot line of the whole decoder
                     frame, ts, "tcp", addr[src], addr[dst], src_port, dst_port, buf[payload_off:end],
-                    src_mac, dst_mac, seq, offset_flags & 0x00FF, vlan, 4,
+                    src_mac, dst_mac, seq, offset_flags & 0x01FF, vlan, 4,
                 )
             if proto == layers.IPPROTO_UDP:
                 total, fragment, src, dst, src_port, dst_port, length = _IP4_UDP(buf, off)
