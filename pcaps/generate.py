@@ -29,7 +29,7 @@ import json
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aioquic.buffer import Buffer
@@ -44,7 +44,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 PCAPS_DIR = Path(__file__).resolve().parent
 
 # 2026-01-05 09:00:00 UTC, the start of every sample.
-START_TS = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc).timestamp()
+START_TS = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC).timestamp()
 
 # LINKTYPE_* values, https://www.tcpdump.org/linktypes.html
 LINKTYPE_ETHERNET = 1

@@ -804,8 +804,7 @@ static int smart_tcp(FlowFilterObject *self, flow_entry *e, const flow_info *fi)
          * that very byte; a direction closed this way reopens on a ClientHello start). */
         if (e->state == ST_HTTP_REQUEST)
             break;
-        if (e->state != ST_CLOSED)
-            e->state = ST_CLOSED;
+        e->state = ST_CLOSED;
         return V_SERVER_DROP;
     case START_HTTP_REQUEST:
         if (e->state == ST_CLOSED)

@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from netwatch import __version__
@@ -177,7 +177,7 @@ def event_epoch(event: Mapping[str, Any]) -> float:
         except ValueError:
             return time.time()
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
         return float(stamp)
@@ -241,7 +241,7 @@ class SyslogFormatter:
     def _header5424(self, event: Mapping[str, Any]) -> str:
         stamp = event.get("@timestamp")
         if not (isinstance(stamp, str) and _RFC3339.match(stamp)):
-            moment = datetime.fromtimestamp(event_epoch(event), tz=timezone.utc)
+            moment = datetime.fromtimestamp(event_epoch(event), tz=UTC)
             stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         host = _printable_ascii(self._host(event), 255)
         return f"{self._pri(event)}1 {stamp} {host} {APP_NAME} {self.procid} {MSGID}"
@@ -351,7 +351,7 @@ LEEF_DELIMITER = "\t"
 
 def leef_line(event: Mapping[str, Any]) -> str:
     """`LEEF:2.0|Vendor|Product|Version|EventID|x09|key=value<TAB>...` (QRadar)."""
-    moment = datetime.fromtimestamp(event_epoch(event), tz=timezone.utc)
+    moment = datetime.fromtimestamp(event_epoch(event), tz=UTC)
     sev = severity_0_100(event)
     attributes = [
         ("devTime", moment.strftime("%b %d %Y %H:%M:%S.") + f"{moment.microsecond // 1000:03d} UTC"),

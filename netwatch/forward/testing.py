@@ -64,7 +64,7 @@ def make_test_ca(directory: Path, host: str = LOOPBACK) -> TestCA:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netwatch test CA")])
     ca_cert = (

@@ -7,7 +7,7 @@ so the field names are defined once.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -30,7 +30,7 @@ _EVENT_TYPES = {
 @lru_cache(maxsize=64)
 def _second_text(second: int) -> str:
     try:
-        return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     except (OverflowError, OSError, ValueError):
         return "1970-01-01T00:00:00"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 from netwatch.detect.devices import AppContact, Device
@@ -13,7 +13,7 @@ _TIER_RANK = {"low": 0, "medium": 1, "high": 2}
 
 def _clock(ts: float) -> str:
     try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return "?"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """How far a parser got with the bytes it was given."""
 
     OK = "ok"  # parsed; the result's fields are valid

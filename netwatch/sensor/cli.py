@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -85,14 +85,14 @@ def parse_since(value: str, now: float | None = None) -> float:
     except ValueError as exc:
         raise click.BadParameter(f"{value!r}: use 24h, 7d or an ISO date") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def _iso(ts: float | None) -> str:
     if not ts:
         return ""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _db_path(db: str | None, config_path: str | None) -> str:
