@@ -50,7 +50,7 @@ _RESOLVER_KEYS = {"match", "pattern", "operator", "protocols", "sources", "note"
 def bundled_signatures_dir() -> Path:
     """The shipped signature directory: installed package data first, then the source tree."""
     try:
-        packaged = Path(str(resources.files("netwatch") / "data" / "signatures"))
+        packaged = Path(str(resources.files("netwatch") / "data" / "signatures")).resolve()
         if (packaged / MANIFEST_NAME).is_file():
             return packaged
     except (ModuleNotFoundError, TypeError, OSError):
