@@ -189,6 +189,59 @@ def test_pointer_jump_bound():
     assert too_many.answers == [] and too_many.questions == [DnsQuestion("x", 1, 1)]
 
 
+def _with_pointer_to_owner(wire: bytes) -> bytes:
+    """Append an A record whose owner is a bare pointer to the last record's owner name."""
+    owner_offset = wire.rindex(b"\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04") - 2  # the chained A record
+    extra = record(struct.pack("!H", 0xC000 | owner_offset), 1, bytes([192, 0, 2, 2]))
+    return wire[:6] + struct.pack("!H", 3) + wire[8:] + extra
+
+
+def test_pointer_to_a_name_already_read_keeps_the_jump_bound():
+    """Owner names that are bare pointers reuse the text of the name they point at: the bound still holds."""
+    within = parse_message(_with_pointer_to_owner(_pointer_chain_message(MAX_POINTER_JUMPS - 1)))
+    assert within is not None and not within.malformed
+    assert within.answers == [DnsAnswer("x", 1, 300, "192.0.2.1"), DnsAnswer("x", 1, 300, "192.0.2.2")]
+
+    beyond = parse_message(_with_pointer_to_owner(_pointer_chain_message(MAX_POINTER_JUMPS)))
+    assert beyond is not None and beyond.malformed  # 128 jumps to the owner, one more through the pointer
+    assert beyond.answers == [DnsAnswer("x", 1, 300, "192.0.2.1")]
+
+
+@pytest.mark.parametrize("label", [b"a.b", b"sp ace", b"\xff\x00", b"@$", b"plain-name_1"])
+def test_compressed_answer_owners_render_like_dnspython(label):
+    name = dns.name.Name([label, b"example", b""])
+    response = dns.message.make_response(dns.message.make_query(name, "A"))
+    response.answer.append(dns.rrset.from_text(name, 60, "IN", "CNAME", "edge.example."))
+    response.answer.append(dns.rrset.from_text("edge.example.", 60, "IN", "A", "192.0.2.9"))
+    response.answer.append(dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.A))
+    response.answer[-1].add(dns.rdata.from_text("IN", "A", "192.0.2.10"), 60)
+    wire = response.to_wire()
+    msg = parse_message(wire)
+    assert msg is not None and not msg.malformed
+    questions, answers = oracle_view(wire)
+    assert [(q.name, q.qtype, q.qclass) for q in msg.questions] == questions
+    assert [tuple(a) for a in msg.answers] == answers
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:192.0.2.1", "::192.0.2.1", "::", "::1", "1::", "2001:db8:0:1:0:0:0:1", "2001:db8::1:0:0:1"]
+)
+def test_aaaa_text_is_rfc5952_like_ipaddress(address):
+    response = dns.message.make_response(dns.message.make_query("v6.example", "AAAA"))
+    response.answer.append(dns.rrset.from_text("v6.example.", 60, "IN", "AAAA", address))
+    wire = response.to_wire()
+    msg = parse_message(wire)
+    assert msg.answers == [DnsAnswer("v6.example", 28, 60, str(ipaddress.IPv6Address(address)))]
+    assert [tuple(a) for a in msg.answers] == oracle_view(wire)[1]
+
+
+def test_label_count_bound_127_single_byte_labels_fit_128_do_not():
+    fits = parse_message(header() + question(wire_name(*[b"a"] * 127)))
+    assert fits is not None and not fits.malformed
+    assert fits.questions[0].name == ".".join(["a"] * 127)
+    assert parse_message(header() + question(wire_name(*[b"a"] * 128))).malformed
+
+
 # --- strict mode: DNS on ports other than 53 ------------------------------------------------------
 
 VALID_QUERY = header() + question(wire_name(b"www", b"wps", b"cn"))

@@ -15,17 +15,20 @@ text caches hold at most _TEXT_CACHE_SIZE entries each.
 
 Fast path: nearly every frame is Ethernet (at most one 802.1Q tag), Linux cooked or raw IP, carrying IPv4
 without options or fragmentation, or IPv6 without extension headers, then TCP or UDP, all inside the
-captured bytes. `_fast` decodes exactly those shapes with one struct unpack for the IP and transport
-headers and cached address text; it answers None for anything else (tunnel ports, truncation, odd
-lengths, ...), and the general path then decodes the frame from scratch, so both paths give the same
-Segment and counters for every frame the fast path accepts (tests/test_decode_fastpath.py checks this).
+captured bytes or cut by the snap length. `_fast` decodes exactly those shapes with one struct unpack
+for the IP and transport headers and cached address/MAC text; it answers None for anything else
+(fragments, options, tunnel ports, length fields that disagree, ...), and the general path then decodes
+the frame from scratch, so both paths give the same Segment and counters for every frame
+(tests/test_decode_fastpath.py checks this).
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from netwatch.decode import layers
 from netwatch.decode import linktypes as lt
@@ -56,7 +59,7 @@ _TUNNEL_PORTS = frozenset({VXLAN_PORT, GTP_U_PORT, GENEVE_PORT})
 _TEXT_CACHE_SIZE = 4096
 
 
-class _TextCache(dict):
+class _TextCache(dict[bytes, Any]):
     """Bounded memo of address text: flows repeat their addresses, and formatting them is the costly part.
 
     Cleared when full (a scan of many hosts just recomputes), so memory stays bounded.
@@ -64,11 +67,11 @@ class _TextCache(dict):
 
     __slots__ = ("_render",)
 
-    def __init__(self, render) -> None:
+    def __init__(self, render: Callable[[bytes], Any]) -> None:
         super().__init__()
         self._render = render
 
-    def __missing__(self, raw: bytes):
+    def __missing__(self, raw: bytes) -> Any:
         if len(self) >= _TEXT_CACHE_SIZE:
             self.clear()
         text = self[raw] = self._render(raw)
