@@ -38,15 +38,18 @@ min_confidence_option = click.option(
     help="Lowest tier that raises an alert (default: the policy's, normally medium).")
 
 
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "signatures": ("netwatch.signatures.cli", "signatures_group"),
+    "sensor": ("netwatch.sensor.cli", "sensor"),
+    "devices": ("netwatch.sensor.cli", "devices"),
+    "health": ("netwatch.sensor.cli", "health"),
+}
+
+
 class _LazyGroup(click.Group):
     """Imports the sensor and signature commands only when they are used: `scan` starts faster."""
 
-    _lazy = {
-        "signatures": ("netwatch.signatures.cli", "signatures_group"),
-        "sensor": ("netwatch.sensor.cli", "sensor"),
-        "devices": ("netwatch.sensor.cli", "devices"),
-        "health": ("netwatch.sensor.cli", "health"),
-    }
+    _lazy = _LAZY_COMMANDS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self._lazy])

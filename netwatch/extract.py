@@ -14,6 +14,7 @@ rules) and `conn_unnamed` (a connection that ended up with no name of its own, f
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netwatch.decode.tcpstream import StreamHead, StreamHeads
@@ -91,7 +92,8 @@ class _Bounded(OrderedDict):
 class Extractor:
     """Turns segments into observations; all flow state here is bounded."""
 
-    def __init__(self, *, max_flows: int = 65536, pending_timeout: float = 30.0) -> None:
+    def __init__(self, *, max_flows: int = 65536, pending_timeout: float = 30.0,
+                 wants_answers: Callable[[str], bool] | None = None) -> None:
         self.streams = StreamHeads(max_streams=max_flows)
         self.quic = quic.QuicInitialAssembler()
         self.counters = ExtractCounters()
@@ -102,6 +104,8 @@ class Extractor:
         # TLS streams stuck before the end of their ClientHello (a lost segment), with the SNI already read
         self._partial_hellos: _Bounded = _Bounded(max_flows)
         self._pending_timeout = pending_timeout
+        # Reading a DNS response's answers only pays off for names the detector cares about.
+        self._wants_answers = wants_answers or (lambda name: True)
         self._last_sweep = 0.0
 
     # -- entry points -------------------------------------------------------------------------
@@ -147,8 +151,10 @@ class Extractor:
             self._dhcp(seg, out)
             return
         if sport in DNS_PORTS or dport in DNS_PORTS:
-            message = dns.parse_message(payload)
+            message = dns.parse_message(payload, answers=False)
             if message is not None:
+                if message.is_response and message.questions and self._wants_answers(message.questions[0].name):
+                    message = dns.parse_message(payload) or message
                 self._dns(seg, message, out)
                 return
             if not quic.looks_like_initial(payload):

@@ -44,8 +44,8 @@ class Pipeline:
         observer: dict[str, Any] | None = None,
     ) -> None:
         self.decoder = Decoder()
-        self.extractor = Extractor()
         self.detector = Detector(sigset, min_confidence=min_confidence, emit_all=emit_all)
+        self.extractor = Extractor(wants_answers=self.detector.wants_answers)
         self.inventory = self.detector.inventory
         self.observer = observer if observer is not None else default_observer("sensor")
         self.capture_file: str | None = None

@@ -84,6 +84,11 @@ class Detector:
         self.alerts = 0
         self.events = 0
 
+    def wants_answers(self, name: str) -> bool:
+        """Whether the addresses a DNS answer gives for `name` matter (for later `resolved_ip` evidence)."""
+        normalized = normalize_name(name)
+        return bool(normalized) and self.sigset.match_name(normalized) is not None
+
     def reload(self, sigset: SignatureSet) -> None:
         """Swap the signature set; addresses resolved from names keep the verdict they had."""
         self.sigset = sigset

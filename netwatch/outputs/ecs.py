@@ -52,14 +52,10 @@ def ecs_mac(mac: str | None) -> str | None:
 def event_id(det: Detection) -> str:
     """Stable across runs: the same packet and finding always give the same id, so SIEMs can de-duplicate."""
     obs = det.obs
-    basis = "|".join(
-        str(part)
-        for part in (
-            f"{obs.ts:.6f}", obs.frame, obs.src_ip, obs.src_port, obs.dst_ip, obs.dst_port,
-            obs.transport, det.evidence, det.name, det.match.rule_id if det.match else "", det.dataset,
-        )
-    )
-    return "nw-" + hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    rule = det.match.rule_id if det.match else ""
+    basis = (f"{obs.ts:.6f}|{obs.frame}|{obs.src_ip}|{obs.src_port}|{obs.dst_ip}|{obs.dst_port}|{obs.transport}|"
+             f"{det.evidence}|{det.name}|{rule}|{det.dataset}")
+    return "nw-" + hashlib.blake2b(basis.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _message(det: Detection) -> str:

@@ -292,7 +292,7 @@ def _records(data: bytes, pos: int, count: int, strict: bool, msg: DnsMessage, k
     return pos
 
 
-def parse_message(data: bytes, *, strict: bool = False) -> DnsMessage | None:
+def parse_message(data: bytes, *, strict: bool = False, answers: bool = True) -> DnsMessage | None:
     """Parse a DNS message; None when the bytes are not plausibly DNS.
 
     Non-strict (traffic on the DNS ports): any 12-byte header is accepted; trailing bytes
@@ -301,15 +301,17 @@ def parse_message(data: bytes, *, strict: bool = False) -> DnsMessage | None:
     Strict (UDP on other ports): the whole message must parse with no trailing bytes,
     with a known opcode, 1..8 questions, counts that fit the length, known classes and
     query types, and question names without control bytes.
+    `answers=False` skips the answer section in non-strict mode (the caller only needs the
+    questions, e.g. when the name is of no interest); strict mode always validates it.
     Never raises.
     """
     try:
-        return _parse(data, strict)
+        return _parse(data, strict, answers)
     except Exception:  # last line of defence for a parser of hostile bytes
         return None
 
 
-def _parse(data: bytes, strict: bool) -> DnsMessage | None:
+def _parse(data: bytes, strict: bool, answers: bool = True) -> DnsMessage | None:
     if len(data) < HEADER_LENGTH:
         return None
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
@@ -336,7 +338,8 @@ def _parse(data: bytes, strict: bool) -> DnsMessage | None:
             pos = _records(data, pos, ancount, True, msg, True, names)
             pos = _records(data, pos, nscount + arcount, True, msg, False, names)
             return msg if pos == len(data) else None
-        _records(data, pos, min(ancount, MAX_RECORDS), False, msg, True, names)
+        if answers:
+            _records(data, pos, min(ancount, MAX_RECORDS), False, msg, True, names)
     except (_Malformed, IndexError, struct.error):
         if strict:
             return None

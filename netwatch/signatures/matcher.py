@@ -18,6 +18,7 @@ from .model import App, Exclusion, Explanation, NameMatch, Policy, Resolver, Rul
 from .names import normalize_name
 
 _EXCLUDED = object()  # sentinel stored where an exclusion wins
+_IP_CACHE_SIZE = 8192
 
 
 def _under(name: str, suffix: str) -> bool:
@@ -149,6 +150,7 @@ class SignatureSet:
         self._ip_tables = {
             version: sorted(by_len.items(), key=lambda item: -item[0]) for version, by_len in tables.items()
         }
+        self._ip_cache: dict[str, NameMatch | None] = {}
 
     @staticmethod
     def _ip_put(tables: dict, network: object, value: object) -> None:
@@ -189,7 +191,21 @@ class SignatureSet:
         return best  # type: ignore[return-value]
 
     def match_ip(self, ip: str) -> NameMatch | None:
-        """Verdict for an IPv4/IPv6 address text; None for no rule, an exclusion or a bad address."""
+        """Verdict for an IPv4/IPv6 address text; None for no rule, an exclusion or a bad address.
+
+        Every new connection asks this, mostly for the same few servers, so the verdicts of the
+        most recent addresses are cached (bounded; a reload builds a new set and a new cache).
+        """
+        cache = self._ip_cache
+        if ip in cache:
+            return cache[ip]
+        verdict = self._match_ip(ip)
+        if len(cache) >= _IP_CACHE_SIZE:
+            cache.clear()
+        cache[ip] = verdict
+        return verdict
+
+    def _match_ip(self, ip: str) -> NameMatch | None:
         try:
             address = ipaddress.ip_address(ip)
         except (ValueError, TypeError):
