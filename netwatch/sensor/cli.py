@@ -35,7 +35,7 @@ def _fail(message: str) -> None:
 @click.option("--batch-size", type=int, default=None, help="Packets per libpcap batch. [4096]")
 @click.option("--timeout-ms", type=int, default=None, help="libpcap read timeout. [100]")
 @click.option("--max-flows", type=int, default=None, help="C flow table entries per worker. [262144]")
-@click.option("--head-packets", type=int, default=None, help="Packets per flow direction inspected. [10]")
+@click.option("--head-packets", type=int, default=None, help="Packets per flow direction inspected. [16]")
 @click.option("--head-bytes", type=int, default=None, help="Payload bytes per flow direction inspected. [32768]")
 @click.option("--idle-timeout", type=float, default=None, help="Seconds before a quiet flow is new. [120]")
 @click.option("-o", "--output", default=None, help="JSON lines output file; '-' = stdout, '' = none. [-]")
