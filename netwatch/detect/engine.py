@@ -132,7 +132,8 @@ class Detector:
         return found
 
     def _contact(self, obs: Observation, device: Device, evidence: str, name: str | None,
-                 match: NameMatch, confidence: str, resolved_from: str | None = None) -> Detection:
+                 match: NameMatch, confidence: str, resolved_from: str | None = None,
+                 note: str | None = None) -> Detection:
         # An app (or a set of apps sharing the name) of the policy alerts at or above the threshold; a
         # vendor-only rule alerts only when the user lowered the threshold to `low`.
         names_apps = bool(match.apps) or self.min_confidence == "low"
@@ -140,7 +141,7 @@ class Detector:
         app, app_name = self._contact_label(match)
         self.inventory.record_contact(
             device, app=app, app_name=app_name, confidence=confidence, alert=is_alert,
-            evidence=evidence, name=name or resolved_from, ts=obs.ts, note=match.note,
+            evidence=evidence, name=name or resolved_from, ts=obs.ts, note=note or match.note,
         )
         if is_alert:
             self.alerts += 1
@@ -205,7 +206,8 @@ class Detector:
         name, match = resolved
         device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
         return [self._contact(obs, device, EVIDENCE_RESOLVED_IP, name, match, downgrade(match.confidence),
-                              resolved_from=name)]
+                              resolved_from=name,
+                              note=f"a connection with no name of its own to an address of {name}")]
 
     # -- devices ---------------------------------------------------------------------------------
 
