@@ -16,6 +16,9 @@ class Status(StrEnum):
 
 # DNS presentation format (RFC 1035 section 5.1) escapes these with a backslash; dnspython does the same.
 _SPECIAL = frozenset(b'"();\\@$')
+# Bytes that stay as they are; a name made only of these needs no escaping at all (the usual case).
+_VERBATIM = bytes(b for b in range(0x21, 0x7F) if b not in _SPECIAL)
+_VERBATIM_NO_DOT = _VERBATIM.replace(b".", b"")
 
 
 def escape_name_bytes(raw: bytes, *, escape_dot: bool = False, keep_space: bool = False) -> str:
@@ -26,7 +29,7 @@ def escape_name_bytes(raw: bytes, *, escape_dot: bool = False, keep_space: bool 
     `escape_dot` is for DNS labels, where a literal dot inside a label must not read as a separator;
     `keep_space` is for free text such as a DHCP vendor class ("MSFT 5.0").
     """
-    if raw.isascii() and raw.isalnum():
+    if not raw.translate(None, _VERBATIM_NO_DOT if escape_dot else _VERBATIM):
         return raw.decode("ascii")
     out: list[str] = []
     for byte in raw:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netwatch.protocols.common import Status
@@ -103,6 +103,10 @@ class InitialKeys:
     hp: bytes
     aead: AESGCM = field(repr=False, compare=False)
     hp_cipher: Cipher = field(repr=False, compare=False)
+    # One AES-ECB context reused for every header-protection mask: ECB blocks are independent,
+    # so update() on a 16-byte sample is the same as a fresh context's, without its setup cost.
+    # Not shared across threads: each sensor worker is a process with its own key cache.
+    hp_encryptor: CipherContext = field(repr=False, compare=False)
 
 
 def derive_client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
@@ -116,7 +120,8 @@ def derive_client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
     key = hkdf_expand_label(client_secret, prefix + b" key", 16)
     iv = hkdf_expand_label(client_secret, prefix + b" iv", 12)
     hp = hkdf_expand_label(client_secret, prefix + b" hp", 16)
-    return InitialKeys(key, iv, hp, AESGCM(key), Cipher(algorithms.AES(hp), modes.ECB()))
+    hp_cipher = Cipher(algorithms.AES(hp), modes.ECB())
+    return InitialKeys(key, iv, hp, AESGCM(key), hp_cipher, hp_cipher.encryptor())
 
 
 _KEY_CACHE: OrderedDict[tuple[int, bytes], InitialKeys] = OrderedDict()
@@ -226,6 +231,8 @@ def _parse_long_header(data: bytes, start: int) -> _LongHeader | None:
 def looks_like_initial(datagram: bytes) -> bool:
     """Cheap check, no crypto: does this datagram start with a QUIC Initial of a known version?"""
     try:
+        if len(datagram) < 7 or datagram[0] & 0xC0 != 0xC0:
+            return False  # most UDP (short headers, DNS, media) ends here, before any parsing
         header = _parse_long_header(datagram, 0)
     except Exception:
         return False
@@ -244,12 +251,13 @@ def _remove_protection(data: bytes, header: _LongHeader, keys: InitialKeys) -> t
     checked that the packet holds the 4 + 16 bytes the header-protection sample needs.
     """
     pn_offset = header.pn_offset
-    encryptor = keys.hp_cipher.encryptor()
-    mask = encryptor.update(data[pn_offset + 4 : pn_offset + 20])
+    mask = keys.hp_encryptor.update(data[pn_offset + 4 : pn_offset + 20])
     first = data[header.start] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
-    pn_bytes = bytes(data[pn_offset + i] ^ mask[1 + i] for i in range(pn_len))
-    packet_number = int.from_bytes(pn_bytes, "big")
+    packet_number = int.from_bytes(data[pn_offset : pn_offset + pn_len], "big") ^ int.from_bytes(
+        mask[1 : 1 + pn_len], "big"
+    )
+    pn_bytes = packet_number.to_bytes(pn_len, "big")
     aad = bytes([first]) + data[header.start + 1 : pn_offset] + pn_bytes
     nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(12, "big")
     try:

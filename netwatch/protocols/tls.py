@@ -17,13 +17,18 @@ costs nothing.
 A result with status NEED_MORE or INVALID still carries the fields parsed before the end of the
 data or the fault (an SNI in the first TCP segment of a hello whose tail was lost is still
 evidence); `needed` then tells a stream caller how many bytes the direction must have.
+
+Speed matters here (one call per TLS flow, several per flow whose hello spans segments): the
+fields are read by direct indexing and `struct.unpack_from`, the extension walk decodes only what
+netwatch reports or JA4 needs, and JA4 is computed on first access to `ClientHello.ja4` and
+memoised by its inputs (at most 4096 fingerprints kept: client stacks repeat their lists).
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netwatch.protocols.common import Status, escape_name_bytes
 
@@ -48,15 +53,22 @@ EXT_ENCRYPTED_CLIENT_HELLO = 0xFE0D  # draft-ietf-tls-esni-18 section 11.1
 
 _SNI_HOST_NAME = 0
 
+# RFC 8701 section 2: the sixteen GREASE values 0x0A0A, 0x1A1A, ... 0xFAFA.
+_GREASE = frozenset(0x0A0A + 0x1010 * index for index in range(16))
+
 
 def is_grease(value: int) -> bool:
     """GREASE code points (RFC 8701 section 2): 0x0A0A, 0x1A1A, ... 0xFAFA."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+    return value in _GREASE
 
 
 @dataclass(slots=True)
 class ClientHello:
-    """What a ClientHello says; the fields are valid as far as `status` says the parse got."""
+    """What a ClientHello says; the fields are valid as far as `status` says the parse got.
+
+    `ja4` is a property: the fingerprint is computed from the stored lists the first time it is
+    read (most callers of a partial or NOT_MINE result never need it) and then kept.
+    """
 
     status: Status  # OK, NEED_MORE (valid prefix), NOT_MINE, INVALID
     sni: str | None = None  # first server_name host_name entry, escaped with escape_name_bytes
@@ -66,8 +78,22 @@ class ClientHello:
     supported_versions: tuple[int, ...] = ()
     cipher_suites: tuple[int, ...] = ()
     extensions: tuple[int, ...] = ()  # extension types in wire order
-    ja4: str | None = None  # FoxIO JA4, only when the whole hello was parsed
     needed: int = 0  # with NEED_MORE: total bytes needed (a lower bound), if known
+    signature_algorithms: tuple[int, ...] = ()  # signature_algorithms (0x000d) list, a JA4 input
+    alpn_first_raw: bytes = b""  # raw bytes of the first ALPN value: JA4 looks at them, not the escape
+    ja4_transport: str = ""  # first JA4 character ("t", "q"); set only when the whole hello parsed
+    _ja4: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def ja4(self) -> str | None:
+        """FoxIO JA4, only when the whole hello was parsed (None otherwise)."""
+        if self._ja4 is None and self.ja4_transport:
+            self._ja4 = _ja4(self)
+        return self._ja4
+
+    @ja4.setter
+    def ja4(self, value: str | None) -> None:
+        self._ja4 = value
 
 
 class _Truncated(Exception):
@@ -78,203 +104,197 @@ class _Malformed(Exception):
     """A length or value that no valid ClientHello has."""
 
 
-class _Reader:
-    """Bounds-checked big-endian reads over one buffer; every read checks before it slices."""
+_UNPACK_TWO_U16 = struct.Struct(">HH").unpack_from
 
-    __slots__ = ("data", "end", "pos")
-
-    def __init__(self, data: bytes | bytearray, pos: int = 0, end: int | None = None) -> None:
-        self.data = data
-        self.pos = pos
-        self.end = len(data) if end is None else end
-
-    def remaining(self) -> int:
-        return self.end - self.pos
-
-    def u8(self) -> int:
-        if self.pos + 1 > self.end:
-            raise _Truncated
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def u16(self) -> int:
-        if self.pos + 2 > self.end:
-            raise _Truncated
-        value = (self.data[self.pos] << 8) | self.data[self.pos + 1]
-        self.pos += 2
-        return value
-
-    def take(self, length: int) -> bytes:
-        if self.pos + length > self.end:
-            raise _Truncated
-        value = bytes(self.data[self.pos : self.pos + length])
-        self.pos += length
-        return value
-
-    def sub(self, length: int) -> _Reader:
-        """A reader over the next `length` bytes; truncation inside it is still a _Truncated."""
-        if self.pos + length > self.end:
-            raise _Truncated
-        inner = _Reader(self.data, self.pos, self.pos + length)
-        self.pos += length
-        return inner
+# Bytes that escape_name_bytes keeps as they are (printable ASCII except the RFC 1035 specials).
+# Host names and ALPN ids are nearly always made of these only, and then decoding them is the
+# same text at a fraction of the cost of the per-byte walk.
+_VERBATIM = bytes(byte for byte in range(0x21, 0x7F) if byte not in b'"();\\@$')
+_PARSED_EXTENSIONS = frozenset(
+    (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SIGNATURE_ALGORITHMS, EXT_ENCRYPTED_CLIENT_HELLO)
+)
 
 
-def _u16_list(raw: bytes) -> tuple[int, ...]:
-    """Big-endian 16-bit values; an odd trailing byte is ignored."""
-    return struct.unpack(f">{len(raw) // 2}H", raw[: len(raw) // 2 * 2])
+def _escape(raw: bytes) -> str:
+    """escape_name_bytes(raw), with a fast path for the usual all-printable name."""
+    if not raw.translate(None, _VERBATIM):
+        return raw.decode("ascii")
+    return escape_name_bytes(raw)
 
 
-class _Fields:
-    """Mutable scratch space while parsing; turned into a ClientHello at the end."""
-
-    __slots__ = (
-        "alpn",
-        "alpn_first_raw",
-        "ciphers",
-        "ech",
-        "extensions",
-        "legacy_version",
-        "sigalgs",
-        "sni",
-        "versions",
-    )
-
-    def __init__(self) -> None:
-        self.sni: str | None = None
-        self.ech = False
-        self.alpn: list[str] = []
-        self.alpn_first_raw = b""  # JA4 looks at the raw bytes of the first ALPN value
-        self.legacy_version = 0
-        self.versions: tuple[int, ...] = ()
-        self.ciphers: tuple[int, ...] = ()
-        self.extensions: list[int] = []
-        self.sigalgs: tuple[int, ...] = ()
-
-    def result(self, status: Status, *, needed: int = 0, transport: str = "t") -> ClientHello:
-        hello = ClientHello(
-            status=status,
-            sni=self.sni,
-            ech=self.ech,
-            alpn=tuple(self.alpn),
-            legacy_version=self.legacy_version,
-            supported_versions=self.versions,
-            cipher_suites=self.ciphers,
-            extensions=tuple(self.extensions),
-            needed=needed if status is Status.NEED_MORE else 0,
-        )
-        if status is Status.OK:
-            hello.ja4 = _ja4(self, transport)
-        return hello
+def _u16_tuple(data: bytes, pos: int, length: int) -> tuple[int, ...]:
+    """`length` bytes at `pos` as big-endian 16-bit values; an odd trailing byte is ignored."""
+    return struct.unpack_from(f">{length >> 1}H", data, pos)
 
 
-def _parse_server_name(body: _Reader, fields: _Fields) -> None:
-    """RFC 6066 section 3: a list of (name_type, name); the first host_name entry wins."""
-    names = body.sub(body.u16())
-    while names.remaining():
-        name_type = names.u8()
-        name = names.take(names.u16())
-        if name_type == _SNI_HOST_NAME and fields.sni is None and name:
-            fields.sni = escape_name_bytes(name)
-
-
-def _parse_alpn(body: _Reader, fields: _Fields) -> None:
-    """RFC 7301 section 3.1: a list of length-prefixed protocol ids (opaque bytes, escaped)."""
-    protocols = body.sub(body.u16())
-    while protocols.remaining():
-        protocol = protocols.take(protocols.u8())
-        if not fields.alpn:
-            fields.alpn_first_raw = protocol
-        if len(fields.alpn) < MAX_ALPN:
-            fields.alpn.append(escape_name_bytes(protocol))
-
-
-def _parse_extension(ext_type: int, body: _Reader, fields: _Fields) -> None:
-    if ext_type == EXT_SERVER_NAME:
-        _parse_server_name(body, fields)
-    elif ext_type == EXT_ALPN:
-        _parse_alpn(body, fields)
-    elif ext_type == EXT_SUPPORTED_VERSIONS:
-        fields.versions = _u16_list(body.take(body.u8()))
-    elif ext_type == EXT_SIGNATURE_ALGORITHMS:
-        fields.sigalgs = _u16_list(body.take(body.u16()))
-    elif ext_type == EXT_ENCRYPTED_CLIENT_HELLO:
-        fields.ech = True
-
-
-def _parse_body(body: _Reader, fields: _Fields, *, complete: bool) -> None:
-    """ClientHello body, RFC 8446 section 4.1.2 (and RFC 5246 7.4.1.2, where extensions are optional).
-
-    Raises _Truncated where the data ends and _Malformed on impossible values; `fields` keeps
-    everything parsed up to that point. `complete` says the body is the whole message body.
-    """
-    fields.legacy_version = body.u16()
-    if fields.legacy_version >> 8 != 3:
+def _server_name(data: bytes, pos: int, end: int, hello: ClientHello) -> None:
+    """RFC 6066 section 3: a list of (name_type, name); the first non-empty host_name entry wins."""
+    if pos + 2 > end:
         raise _Malformed
-    body.take(32)  # random
-    session_id_len = body.u8()
+    list_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if list_end > end:
+        raise _Malformed
+    pos += 2
+    while pos < list_end:
+        if pos + 3 > list_end:
+            raise _Malformed
+        name_type = data[pos]
+        name_end = pos + 3 + ((data[pos + 1] << 8) | data[pos + 2])
+        if name_end > list_end:
+            raise _Malformed
+        if name_type == _SNI_HOST_NAME and hello.sni is None and name_end > pos + 3:
+            hello.sni = _escape(data[pos + 3 : name_end])
+        pos = name_end
+
+
+def _alpn(data: bytes, pos: int, end: int, hello: ClientHello, alpn: list[str]) -> None:
+    """RFC 7301 section 3.1: a list of length-prefixed protocol ids (opaque bytes, escaped)."""
+    if pos + 2 > end:
+        raise _Malformed
+    list_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if list_end > end:
+        raise _Malformed
+    pos += 2
+    while pos < list_end:
+        value_end = pos + 1 + data[pos]
+        if value_end > list_end:
+            raise _Malformed
+        protocol = data[pos + 1 : value_end]
+        if not alpn:
+            hello.alpn_first_raw = protocol
+        if len(alpn) < MAX_ALPN:
+            alpn.append(_escape(protocol))
+        pos = value_end
+
+
+def _parse_body(
+    data: bytes, pos: int, end: int, complete: bool, hello: ClientHello, extensions: list[int], alpn: list[str]
+) -> None:
+    """ClientHello body in data[pos:end], RFC 8446 section 4.1.2 (RFC 5246 7.4.1.2: extensions optional).
+
+    Raises _Truncated where the data ends and _Malformed on impossible values; `hello`,
+    `extensions` and `alpn` keep everything parsed up to that point. `complete` says the body is
+    the whole message body.
+    """
+    if pos + 2 > end:
+        raise _Truncated
+    hello.legacy_version = legacy_version = (data[pos] << 8) | data[pos + 1]
+    if legacy_version >> 8 != 3:
+        raise _Malformed
+    pos += 34  # legacy_version, random
+    if pos + 1 > end:
+        raise _Truncated
+    session_id_len = data[pos]
     if session_id_len > 32:
         raise _Malformed
-    body.take(session_id_len)
-    cipher_len = body.u16()
-    if cipher_len < 2 or cipher_len % 2:
+    pos += 1 + session_id_len
+    if pos + 2 > end:
+        raise _Truncated
+    cipher_len = (data[pos] << 8) | data[pos + 1]
+    if cipher_len < 2 or cipher_len & 1:
         raise _Malformed
-    fields.ciphers = _u16_list(body.take(cipher_len))
-    compression_len = body.u8()
+    pos += 2
+    if pos + cipher_len > end:
+        raise _Truncated
+    hello.cipher_suites = _u16_tuple(data, pos, cipher_len)
+    pos += cipher_len
+    if pos + 1 > end:
+        raise _Truncated
+    compression_len = data[pos]
     if compression_len < 1:
         raise _Malformed
-    body.take(compression_len)
-    if complete and body.remaining() == 0:
+    pos += 1 + compression_len
+    if pos > end:
+        raise _Truncated
+    if complete and pos == end:
         return  # a hello without extensions (TLS 1.0 era)
-    block_len = body.u16()
+    if pos + 2 > end:
+        raise _Truncated
+    block_len = (data[pos] << 8) | data[pos + 1]
+    pos += 2
     # An incomplete hello still yields every extension that arrived whole (the SNI usually does).
-    available = block_len if complete else min(block_len, body.remaining())
-    extensions = body.sub(available)
-    while extensions.remaining():
-        if len(fields.extensions) >= MAX_EXTENSIONS:
-            raise _Malformed
-        ext_type = extensions.u16()
-        ext_len = extensions.u16()
-        fields.extensions.append(ext_type)
-        ext_body = extensions.sub(ext_len)
-        try:
-            _parse_extension(ext_type, ext_body, fields)
-        except _Truncated:
-            # The extension's own length said its data was all there: its inner lengths lie.
-            raise _Malformed from None
+    available = block_len if complete else min(block_len, end - pos)
+    block_end = pos + available
+    if block_end > end:
+        raise _Truncated
+    append = extensions.append
+    for count in range(MAX_EXTENSIONS + 1):
+        if pos >= block_end:
+            break
+        if count == MAX_EXTENSIONS or pos + 4 > block_end:
+            raise _Malformed if count == MAX_EXTENSIONS else _Truncated
+        ext_type, ext_len = _UNPACK_TWO_U16(data, pos)
+        append(ext_type)
+        pos += 4
+        ext_end = pos + ext_len
+        if ext_end > block_end:
+            raise _Truncated
+        if ext_type not in _PARSED_EXTENSIONS:
+            pos = ext_end
+            continue
+        # The extension's own length says its data is all there: an inner length that overruns
+        # it is a lie (_Malformed), not a truncation.
+        if ext_type == EXT_SERVER_NAME:
+            _server_name(data, pos, ext_end, hello)
+        elif ext_type == EXT_ALPN:
+            _alpn(data, pos, ext_end, hello, alpn)
+        elif ext_type == EXT_SUPPORTED_VERSIONS:
+            if pos + 1 > ext_end or pos + 1 + data[pos] > ext_end:
+                raise _Malformed
+            hello.supported_versions = _u16_tuple(data, pos + 1, data[pos])
+        elif ext_type == EXT_SIGNATURE_ALGORITHMS:
+            if pos + 2 > ext_end:
+                raise _Malformed
+            list_len = (data[pos] << 8) | data[pos + 1]
+            if pos + 2 + list_len > ext_end:
+                raise _Malformed
+            hello.signature_algorithms = _u16_tuple(data, pos + 2, list_len)
+        elif ext_type == EXT_ENCRYPTED_CLIENT_HELLO:
+            hello.ech = True
+        pos = ext_end
     if available < block_len:
         raise _Truncated
-    if complete and body.remaining():
+    if complete and block_end < end:
         raise _Malformed  # bytes after the extensions block
 
 
-def _parse_message(msg: bytes | bytearray, transport: str) -> ClientHello:
-    """A Handshake message that starts at msg[0]; trailing bytes after it are ignored."""
-    if len(msg) < 1:
+def _parse_message(data: bytes, start: int, transport: str) -> ClientHello:
+    """The Handshake message that starts at data[start]; trailing bytes after it are ignored."""
+    present = len(data) - start
+    if present < 1:
         return ClientHello(Status.NEED_MORE, needed=_HANDSHAKE_HEADER)
-    if msg[0] != _HANDSHAKE_CLIENT_HELLO:
+    if data[start] != _HANDSHAKE_CLIENT_HELLO:
         return ClientHello(Status.NOT_MINE)
-    if len(msg) < _HANDSHAKE_HEADER:
+    if present < _HANDSHAKE_HEADER:
         return ClientHello(Status.NEED_MORE, needed=_HANDSHAKE_HEADER)
-    length = int.from_bytes(msg[1:4], "big")
+    length = (data[start + 1] << 16) | (data[start + 2] << 8) | data[start + 3]
     if length > MAX_CLIENT_HELLO:
         return ClientHello(Status.INVALID)
     total = _HANDSHAKE_HEADER + length
-    complete = len(msg) >= total
-    fields = _Fields()
+    complete = present >= total
+    hello = ClientHello(Status.OK)
+    extensions: list[int] = []
+    alpn: list[str] = []
     try:
-        _parse_body(_Reader(msg, _HANDSHAKE_HEADER, min(total, len(msg))), fields, complete=complete)
+        end = start + total if complete else len(data)
+        _parse_body(data, start + _HANDSHAKE_HEADER, end, complete, hello, extensions, alpn)
+        if complete:
+            hello.ja4_transport = transport
+        else:
+            # Everything present parsed cleanly but the header promises more bytes.
+            hello.status = Status.NEED_MORE
+            hello.needed = total
     except _Truncated:
         if complete:
-            return fields.result(Status.INVALID)
-        return fields.result(Status.NEED_MORE, needed=total)
+            hello.status = Status.INVALID
+        else:
+            hello.status = Status.NEED_MORE
+            hello.needed = total
     except _Malformed:
-        return fields.result(Status.INVALID)
-    if not complete:
-        # Everything present parsed cleanly but the header promises more bytes.
-        return fields.result(Status.NEED_MORE, needed=total)
-    return fields.result(Status.OK, transport=transport)
+        hello.status = Status.INVALID
+    hello.extensions = tuple(extensions)
+    hello.alpn = tuple(alpn)
+    return hello
 
 
 def parse_client_hello_message(msg: bytes, *, transport: str = "q") -> ClientHello:
@@ -285,7 +305,7 @@ def parse_client_hello_message(msg: bytes, *, transport: str = "q") -> ClientHel
     Never raises.
     """
     try:
-        return _parse_message(msg, transport)
+        return _parse_message(msg if type(msg) is bytes else bytes(msg), 0, transport)
     except Exception:  # a parser of hostile bytes must not take the pipeline down
         return ClientHello(Status.INVALID)
 
@@ -299,7 +319,7 @@ def _stream_needed(record_end: int, missing_after_record: int) -> int:
 
 def _partial(message: bytearray, needed: int) -> ClientHello:
     """The stream ended before the hello did: report what the prefix holds."""
-    result = _parse_message(message, "t") if message else ClientHello(Status.NEED_MORE)
+    result = _parse_message(bytes(message), 0, "t") if message else ClientHello(Status.NEED_MORE)
     if result.status is Status.NEED_MORE:
         result.needed = needed
     return result
@@ -310,6 +330,17 @@ def _parse_stream(data: bytes) -> ClientHello:
         return ClientHello(Status.NEED_MORE, needed=_RECORD_HEADER)
     if data[0] != _CONTENT_HANDSHAKE:
         return ClientHello(Status.NOT_MINE)  # also SSLv2-compatible hellos (high bit set)
+    if len(data) >= _RECORD_HEADER + _HANDSHAKE_HEADER and data[1] == 3 and data[2] <= 4:
+        # The usual case: the first record holds the whole hello, parsed in place without a copy.
+        record_len = (data[3] << 8) | data[4]
+        hello_len = (data[6] << 16) | (data[7] << 8) | data[8]
+        in_first_record = min(record_len, len(data) - _RECORD_HEADER) - _HANDSHAKE_HEADER
+        if (
+            data[5] == _HANDSHAKE_CLIENT_HELLO
+            and record_len <= _MAX_RECORD_PAYLOAD
+            and hello_len <= min(MAX_CLIENT_HELLO, in_first_record)
+        ):
+            return _parse_message(data, _RECORD_HEADER, "t")
     message = bytearray()
     pos = 0
     records = 0
@@ -336,7 +367,7 @@ def _parse_stream(data: bytes) -> ClientHello:
             if total - _HANDSHAKE_HEADER > MAX_CLIENT_HELLO:
                 return ClientHello(Status.INVALID)
             if len(message) >= total:
-                return _parse_message(message, "t")
+                return _parse_message(bytes(message), 0, "t")
         if record_end > len(data):
             still_in_record = record_end - len(data)
             missing_after = total - len(message) - still_in_record if total else 0
@@ -356,7 +387,7 @@ def parse_client_hello_stream(data: bytes) -> ClientHello:
     <= MAX_CLIENT_HELLO, <= MAX_RECORDS records, each <= 2^14 bytes. Never raises.
     """
     try:
-        return _parse_stream(data)
+        return _parse_stream(data if type(data) is bytes else bytes(data))
     except Exception:  # a parser of hostile bytes must not take the pipeline down
         return ClientHello(Status.INVALID)
 
@@ -376,44 +407,88 @@ _JA4_VERSIONS = {
 }
 
 
-def _is_alnum_byte(byte: int) -> bool:
-    return 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+_NO_HASH = "000000000000"
+_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_JA4_CACHE_SIZE = 4096  # distinct fingerprints remembered; real traffic repeats a few client stacks
+_ja4_cache: dict[tuple, str] = {}
 
 
 def _ja4_alpn(first: bytes) -> str:
     """First and last character of the first ALPN value; its hex form's when not alphanumeric."""
     if not first:
         return "00"
-    if _is_alnum_byte(first[0]) and _is_alnum_byte(first[-1]):
+    if first[0] in _ALNUM and first[-1] in _ALNUM:
         return chr(first[0]) + chr(first[-1])
     hex_form = first.hex()
     return hex_form[0] + hex_form[-1]
 
 
-def _ja4_hash(items: list[str]) -> str:
-    return hashlib.sha256(",".join(items).encode("ascii")).hexdigest()[:12]
+def _hex_list(values: list[int]) -> str:
+    """"1301,1302,..." for 16-bit values: packed big-endian, hex with a comma every two bytes."""
+    return struct.pack(f">{len(values)}H", *values).hex(",", 2)
 
 
-def _ja4(fields: _Fields, transport: str) -> str:
-    """JA4 of a whole parsed hello; `transport` is "t" (TCP), "q" (QUIC) or "d" (DTLS)."""
-    versions = [v for v in fields.versions if not is_grease(v)]
-    version = max(versions) if versions else fields.legacy_version
-    ciphers = [f"{c:04x}" for c in fields.ciphers if not is_grease(c)]
-    extensions = [e for e in fields.extensions if not is_grease(e)]
+def _without_grease(values: tuple[int, ...]) -> tuple[int, ...] | list[int]:
+    """`values` minus GREASE; most lists hold none or one, so test before building a copy."""
+    if _GREASE.isdisjoint(values):
+        return values
+    return [value for value in values if value not in _GREASE]
+
+
+def _sha256_12(text: str) -> str:
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+
+
+def _compute_ja4(
+    transport: str,
+    legacy_version: int,
+    supported_versions: tuple[int, ...],
+    cipher_suites: tuple[int, ...],
+    extensions: tuple[int, ...],
+    signature_algorithms: tuple[int, ...],
+    alpn_first_raw: bytes,
+) -> str:
+    """JA4 from the hello's lists, without GREASE; the hashed lists are sorted as numbers."""
+    versions = _without_grease(supported_versions)
+    version = max(versions) if versions else legacy_version
+    # Sorting the 4-digit hex forms equals sorting the numbers, so sort ints and format once.
+    ciphers = sorted(_without_grease(cipher_suites))
+    exts = _without_grease(extensions)
     part_a = "{}{}{}{:02d}{:02d}{}".format(
         transport,
         _JA4_VERSIONS.get(version, "00"),
-        "d" if EXT_SERVER_NAME in extensions else "i",
+        "d" if EXT_SERVER_NAME in exts else "i",
         min(len(ciphers), 99),
-        min(len(extensions), 99),
-        _ja4_alpn(fields.alpn_first_raw),
+        min(len(exts), 99),
+        _ja4_alpn(alpn_first_raw),
     )
-    part_b = _ja4_hash(sorted(ciphers)) if ciphers else "000000000000"
-    hashed_ext = sorted(f"{e:04x}" for e in extensions if e not in (EXT_SERVER_NAME, EXT_ALPN))
+    part_b = _sha256_12(_hex_list(ciphers)) if ciphers else _NO_HASH
+    hashed_ext = sorted(e for e in exts if e != EXT_SERVER_NAME and e != EXT_ALPN)
     if hashed_ext:
-        sigalgs = [f"{s:04x}" for s in fields.sigalgs if not is_grease(s)]
-        text = ",".join(hashed_ext) + ("_" + ",".join(sigalgs) if sigalgs else "")
-        part_c = hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+        sigalgs = _without_grease(signature_algorithms)
+        text = _hex_list(hashed_ext) + ("_" + _hex_list(sigalgs) if sigalgs else "")
+        part_c = _sha256_12(text)
     else:
-        part_c = "000000000000"
+        part_c = _NO_HASH
     return f"{part_a}_{part_b}_{part_c}"
+
+
+def _ja4(hello: ClientHello) -> str:
+    """JA4 of a whole parsed hello (its `ja4_transport`: "t" TCP, "q" QUIC, "d" DTLS), memoised:
+    the same client stack sends the same lists on every connection."""
+    key = (
+        hello.ja4_transport,
+        hello.legacy_version,
+        hello.supported_versions,
+        hello.cipher_suites,
+        hello.extensions,
+        hello.signature_algorithms,
+        hello.alpn_first_raw,
+    )
+    value = _ja4_cache.get(key)
+    if value is None:
+        value = _compute_ja4(*key)
+        if len(_ja4_cache) >= _JA4_CACHE_SIZE:
+            _ja4_cache.clear()
+        _ja4_cache[key] = value
+    return value
