@@ -39,6 +39,8 @@ OBS_DNS_ANSWER = "dns_answer"
 DNS_PORTS = frozenset({53, 5353, 5355})
 DHCP_PORTS = frozenset({67, 68})
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
+# What the first datagram of a UDP flow (on a port that is not DNS's or DHCP's) turned out to be.
+_UDP_QUIC, _UDP_DNS, _UDP_OTHER = "quic", "dns", "other"
 _QTYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
                 33: "SRV", 64: "SVCB", 65: "HTTPS", 255: "ANY"}
 
@@ -93,12 +95,13 @@ class Extractor:
     """Turns segments into observations; all flow state here is bounded."""
 
     def __init__(self, *, max_flows: int = 65536, pending_timeout: float = 30.0,
-                 wants_answers: Callable[[str], bool] | None = None) -> None:
+                 wants_answers: Callable[[str], bool] | None = None,
+                 interesting_address: Callable[[str], bool] | None = None) -> None:
         self.streams = StreamHeads(max_streams=max_flows)
         self.quic = quic.QuicInitialAssembler()
         self.counters = ExtractCounters()
         self._stream_state: _Bounded = _Bounded(max_flows)
-        self._udp_seen: _Bounded = _Bounded(max_flows)
+        self._udp_flows: _Bounded = _Bounded(max_flows)  # UDP flow key -> what its first datagram was
         # connections with no name yet: flow key -> the segment that opened them
         self._pending: _Bounded = _Bounded(max_flows)
         # TLS streams stuck before the end of their ClientHello (a lost segment), with the SNI already read
@@ -106,6 +109,8 @@ class Extractor:
         self._pending_timeout = pending_timeout
         # Reading a DNS response's answers only pays off for names the detector cares about.
         self._wants_answers = wants_answers or (lambda name: True)
+        # Connection-level evidence (address rules, resolved_ip) only exists for some destinations.
+        self._interesting_address = interesting_address or (lambda address: True)
         self._last_sweep = 0.0
 
     # -- entry points -------------------------------------------------------------------------
@@ -161,25 +166,33 @@ class Extractor:
                 self.counters.count_malformed("dns")
                 return
         key = (seg.src_ip, sport, seg.dst_ip, dport)
-        first_packet = key not in self._udp_seen
-        if first_packet:
-            self._udp_seen.put(key, True)
+        kind = self._udp_flows.get(key)
+        if kind is _UDP_OTHER:
+            return  # the flow's first datagram was neither QUIC nor DNS: the rest is bulk to us
+        first_packet = kind is None
         if quic.looks_like_initial(payload):
             self.counters.quic_initials += 1
             if first_packet:
-                out.append(_observe(seg, OBS_CONN_START, None, "quic"))
-                self._pending.put(key, seg)
+                self._udp_flows.put(key, _UDP_QUIC)
+                if self._interesting_address(seg.dst_ip):
+                    out.append(_observe(seg, OBS_CONN_START, None, "quic"))
+                    self._pending.put(key, seg)
             hello = self.quic.add(key, payload, seg.ts)
             if hello is not None:
                 self._client_hello(seg, hello, EVIDENCE_QUIC_SNI, "quic", key, out)
             return
+        if kind is _UDP_QUIC:
+            return  # short-header QUIC packets carry nothing for us
         message = dns.parse_message(payload, strict=True)
         if message is not None:
+            self._udp_flows.put(key, _UDP_DNS)
             self._dns(seg, message, out)
             return
         if first_packet:
-            out.append(_observe(seg, OBS_CONN_START, None, "udp"))
-            out.append(_observe(seg, OBS_CONN_UNNAMED, None, "udp"))
+            self._udp_flows.put(key, _UDP_OTHER)
+            if self._interesting_address(seg.dst_ip):
+                out.append(_observe(seg, OBS_CONN_START, None, "udp"))
+                out.append(_observe(seg, OBS_CONN_UNNAMED, None, "udp"))
 
     def _dns(self, seg: Segment, message: dns.DnsMessage, out: list[Observation]) -> None:
         self.counters.dns_messages += 1
@@ -224,9 +237,10 @@ class Extractor:
     def _tcp(self, seg: Segment, out: list[Observation]) -> None:
         key = (seg.src_ip, seg.src_port, seg.dst_ip, seg.dst_port)
         if seg.tcp_flags & (_TCP_SYN | _TCP_ACK) == _TCP_SYN:
-            out.append(_observe(seg, OBS_CONN_START, None, "tcp"))
-            self._pending.put(key, seg)
             self._stream_state.pop(key, None)
+            if self._interesting_address(seg.dst_ip):
+                out.append(_observe(seg, OBS_CONN_START, None, "tcp"))
+                self._pending.put(key, seg)
         head = self.streams.add(seg)
         if head is None:
             return

@@ -45,7 +45,8 @@ class Pipeline:
     ) -> None:
         self.decoder = Decoder()
         self.detector = Detector(sigset, min_confidence=min_confidence, emit_all=emit_all)
-        self.extractor = Extractor(wants_answers=self.detector.wants_answers)
+        self.extractor = Extractor(wants_answers=self.detector.wants_answers,
+                                   interesting_address=self.detector.interesting_address)
         self.inventory = self.detector.inventory
         self.observer = observer if observer is not None else default_observer("sensor")
         self.capture_file: str | None = None

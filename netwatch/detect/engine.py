@@ -89,6 +89,10 @@ class Detector:
         normalized = normalize_name(name)
         return bool(normalized) and self.sigset.match_name(normalized) is not None
 
+    def interesting_address(self, address: str) -> bool:
+        """Whether a connection to `address` can be evidence: an address rule, or resolved from a banned name."""
+        return address in self._resolved or self.sigset.match_ip(address) is not None
+
     def reload(self, sigset: SignatureSet) -> None:
         """Swap the signature set; addresses resolved from names keep the verdict they had."""
         self.sigset = sigset

@@ -221,24 +221,36 @@ class _Fields:
 
     def __init__(self, layout: Sequence[tuple[str, tuple[str, ...] | str]]) -> None:
         self.keys = tuple(key for key, _ in layout)
-        self.sources = tuple(source for _, source in layout)
         self.index = {key: number for number, key in enumerate(self.keys)}
+        # Constants pre-filled; paths grouped by their top-level key, so that e.g. the
+        # "netwatch" object is looked up once for all its fields.
+        self._template = [source if isinstance(source, str) else "" for _, source in layout]
+        groups: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for number, (_, source) in enumerate(layout):
+            if not isinstance(source, str):
+                groups.setdefault(source[0], []).append((tuple(source[1:]), number))
+        self._groups = tuple((top, tuple(members)) for top, members in groups.items())
 
     def values(self, event: Mapping[str, Any]) -> list[str]:
-        values: list[str] = []
-        add = values.append
-        for source in self.sources:
-            if source.__class__ is str:
-                add(source)
+        values = self._template.copy()
+        if event.__class__ is not dict and not isinstance(event, Mapping):
+            return values
+        for top, members in self._groups:
+            node = event.get(top)
+            if node is None:
                 continue
-            node: Any = event
-            for key in source:
-                if node.__class__ is dict or isinstance(node, Mapping):
-                    node = node.get(key)
-                else:
-                    node = None
-                    break
-            add(node if node.__class__ is str else as_text(node))
+            for rest, number in members:
+                value: Any = node
+                for key in rest:
+                    if value.__class__ is dict or isinstance(value, Mapping):
+                        value = value.get(key)
+                    else:
+                        value = None
+                        break
+                if value.__class__ is str:
+                    values[number] = value
+                elif value is not None:
+                    values[number] = as_text(value)
         return values
 
 
@@ -279,6 +291,8 @@ def event_epoch(event: Mapping[str, Any]) -> float:
 
 def severity_0_100(event: Mapping[str, Any]) -> int:
     value = field(event, "event", "severity")
+    if value.__class__ is int and 0 <= value <= 100:  # the usual case
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 50
     if value != value:  # NaN
@@ -286,14 +300,16 @@ def severity_0_100(event: Mapping[str, Any]) -> int:
     return max(0, min(100, int(max(-1.0, min(101.0, value)))))
 
 
+# ECS 0-100 severity -> syslog severity (RFC 5424 table 2): 90+ critical, 70+ error,
+# 40+ warning, 20+ notice, else informational.
+_SYSLOG_LEVELS = tuple(2 if sev >= 90 else 3 if sev >= 70 else 4 if sev >= 40 else 5 if sev >= 20 else 6
+                       for sev in range(101))
+
+
 def syslog_severity(event: Mapping[str, Any]) -> int:
     """ECS 0-100 severity -> syslog severity (RFC 5424 table 2): 90+ critical, 70+ error,
     40+ warning, 20+ notice, else informational."""
-    sev = severity_0_100(event)
-    for floor, level in ((90, 2), (70, 3), (40, 4), (20, 5)):
-        if sev >= floor:
-            return level
-    return 6
+    return _SYSLOG_LEVELS[severity_0_100(event)]
 
 
 def _printable_ascii(value: str, limit: int) -> str:
@@ -400,10 +416,15 @@ _SD_ELEMENTS: tuple[tuple[str, int, int], ...] = tuple(
 def structured_data(event: Mapping[str, Any]) -> str:
     """RFC 5424 STRUCTURED-DATA with the app, device and evidence of one alert."""
     values = escape_sd_value.all(_SD_FIELDS.values(event))
-    return "".join([
-        f"{opening}{_join_present(_SD_PREFIXES[start:stop], values[start:stop], '', chr(34))}]"
-        for opening, start, stop in _SD_ELEMENTS
-    ])
+    parts = []
+    for opening, start, stop in _SD_ELEMENTS:
+        parts.append(opening)
+        for number in range(start, stop):
+            value = values[number]
+            if value:
+                parts += (_SD_PREFIXES[number], value, '"')
+        parts.append("]")
+    return "".join(parts)
 
 
 _SUMMARY = _Fields((

@@ -261,6 +261,7 @@ class ForwarderSet:
         self.commit()
         while True:
             if all(len(f.queue) == 0 for f in self.forwarders):
+                self.commit()  # the deliveries' acks, so a restart does not send them again
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
