@@ -25,7 +25,7 @@ from netwatch.forward.formats import SYSLOG_FORMATS
 from netwatch.forward.testing import FakeSiemReceiver, RsyslogServer
 
 FLOOR_TCP = 20_000
-EXAMPLE = Path(__file__).resolve().parents[1].parent / "notes" / "event_example.json"
+EXAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "event_example.json"
 
 
 def make_events(count: int) -> list[dict]:

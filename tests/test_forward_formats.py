@@ -26,14 +26,12 @@ from netwatch.forward.testing import (
     parse_rfc5424,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1].parent / "notes" / "event_example.json"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "event_example.json"
 BOM = "\ufeff"
 
 
 def example_event() -> dict:
-    if EXAMPLE.exists():
-        return json.loads(EXAMPLE.read_text())
-    pytest.skip(f"{EXAMPLE} missing")
+    return json.loads(EXAMPLE.read_text())
 
 
 HOSTILE = [

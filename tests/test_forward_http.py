@@ -13,12 +13,12 @@ from netwatch.forward import ForwardError, ForwarderSet, parse_forward_url
 from netwatch.forward.testing import FakeSiemReceiver, Fault
 from netwatch.forward.transports import retry_after_seconds
 
-EXAMPLE = Path(__file__).resolve().parents[1].parent / "notes" / "event_example.json"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "event_example.json"
 FAST = {"retry_initial": "0.02", "retry_max": "0.1"}
 
 
 def make_events(count: int, prefix: str) -> list[dict]:
-    base = json.loads(EXAMPLE.read_text()) if EXAMPLE.exists() else pytest.skip(f"{EXAMPLE} missing")
+    base = json.loads(EXAMPLE.read_text())
     events = []
     for number in range(count):
         event = json.loads(json.dumps(base))

@@ -25,13 +25,13 @@ from netwatch.forward.testing import (
 
 pytestmark = pytest.mark.system
 
-EXAMPLE = Path(__file__).resolve().parents[1].parent / "notes" / "event_example.json"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "event_example.json"
 FORMATS = ("rfc5424", "rfc3164", "cef", "leef", "json")
 HOSTILE_NAME = 'evil.example\n<13>1 - forged - - - -\r|x=y\t"]\\\x00'
 
 
 def make_events(count: int, prefix: str, name: str | None = None) -> list[dict]:
-    base = json.loads(EXAMPLE.read_text()) if EXAMPLE.exists() else pytest.skip(f"{EXAMPLE} missing")
+    base = json.loads(EXAMPLE.read_text())
     events = []
     for number in range(count):
         event = json.loads(json.dumps(base))
