@@ -23,11 +23,11 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:  # cryptography is imported on the first QUIC Initial: most scans never need it
+    from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netwatch.protocols.common import Status
 from netwatch.protocols.tls import ClientHello, parse_client_hello_message
@@ -120,6 +120,9 @@ def derive_client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
     key = hkdf_expand_label(client_secret, prefix + b" key", 16)
     iv = hkdf_expand_label(client_secret, prefix + b" iv", 12)
     hp = hkdf_expand_label(client_secret, prefix + b" hp", 16)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     hp_cipher = Cipher(algorithms.AES(hp), modes.ECB())
     return InitialKeys(key, iv, hp, AESGCM(key), hp_cipher, hp_cipher.encryptor())
 
@@ -260,6 +263,8 @@ def _remove_protection(data: bytes, header: _LongHeader, keys: InitialKeys) -> t
     pn_bytes = packet_number.to_bytes(pn_len, "big")
     aad = bytes([first]) + data[header.start + 1 : pn_offset] + pn_bytes
     nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(12, "big")
+    from cryptography.exceptions import InvalidTag  # already loaded with the keys: a dict lookup
+
     try:
         plaintext = keys.aead.decrypt(nonce, data[pn_offset + pn_len : header.end], aad)
     except InvalidTag:
