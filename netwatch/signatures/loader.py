@@ -10,6 +10,7 @@ the earlier one, and the same holds for exclusions, apps, policies, resolvers an
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import re
@@ -456,7 +457,23 @@ def collect(
     *,
     include_bundled: bool = True,
 ) -> tuple[SignatureSet | None, list[Diagnostic]]:
-    """Load and validate everything; return the set (None if errors made it unusable) and findings."""
+    """Load and validate everything; return the set (None if errors made it unusable) and findings.
+
+    The cyclic garbage collector is paused meanwhile: a 100,000-rule overlay allocates around a
+    million acyclic objects, and the collections they trigger cost a third of the load time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _collect(overlay_dirs, policy, bundled_dir, include_bundled=include_bundled)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _collect(
+    overlay_dirs: Sequence[Path], policy: str | None, bundled_dir: Path | None, *, include_bundled: bool,
+) -> tuple[SignatureSet | None, list[Diagnostic]]:
     diags: list[Diagnostic] = []
     reader = _Reader(diags)
     digest = hashlib.sha256()

@@ -5,6 +5,13 @@ which made a 100,000-rule overlay take over ten seconds. Signature files need on
 booleans and integers, so this module walks libyaml's event stream (the C parser when present,
 ``yaml.SafeLoader``'s parser otherwise) and builds the containers itself. Nothing is ever
 constructed from tags, so arbitrary Python objects cannot be created: the safe loader's guarantee.
+
+Even libyaml's event objects cost about a microsecond each, and a rule written as one flow mapping
+per line (``- {match: suffix, pattern: a.example, ...}``) is 6-20 events. So such lines are read
+with one regular expression each and replaced by an alias placeholder before libyaml sees the
+text; libyaml still parses the document structure. The shortcut only ever accepts: any doubt (a
+placeholder not met exactly where its line was, a duplicate key, any error) re-parses the original
+text event by event, so results and FILE:LINE errors are those of the plain walk.
 """
 
 from __future__ import annotations
@@ -31,15 +38,35 @@ _SPECIAL_PLAIN: dict[str, object] = {
 }
 _NUMERIC_START = frozenset("+-0123456789")
 
+# -- one-line flow mapping shortcut ----------------------------------------------------------
+# A deliberately narrow subset of YAML flow syntax: plain scalars of "safe" characters (a ':' only
+# inside, followed by '/' or an alphanumeric, as in URLs), keys that are identifiers, values that
+# are such scalars or flow lists of them, the whole mapping on one block-sequence line.
+_FLOW_CHARS = "[A-Za-z0-9_./@+~=%-]"
+_FLOW_SCALAR = rf"[A-Za-z0-9_]{_FLOW_CHARS}*(?::[A-Za-z0-9_/]{_FLOW_CHARS}*)*"
+_FLOW_VALUE = rf"(?:{_FLOW_SCALAR}|\[ *(?:{_FLOW_SCALAR}(?: *, *{_FLOW_SCALAR})*)? *\])"
+_FLOW_PAIR = rf"([A-Za-z_][A-Za-z0-9_]*): +({_FLOW_VALUE})"
+_FLOW_LINE_RE = re.compile(r"^( *- +)\{([^{}\n]*)\}(?: +#[^\n]*)? *$", re.MULTILINE)
+_FLOW_BODY_RE = re.compile(rf" *{_FLOW_PAIR}(?: *, *{_FLOW_PAIR})* *")
+_FLOW_SPLIT_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*): +(\[[^\]]*\]|[^, ]+)")
+_LIST_SPLIT_RE = re.compile(r" *, *")
+_PLACEHOLDER = "nwflow_"  # alias name prefix; the shortcut is skipped if the text contains it
+_SHORTCUT_MIN_LINES = 64  # below this the plain walk is as fast and one code path is simpler
+
+
+class _ShortcutFailed(Exception):
+    """The shortcut met something it cannot vouch for; the caller re-parses the original text."""
+
 
 class LineMap(dict):
     """A YAML mapping; `line` is where it starts, `key_lines[key]` where each key is (1-based)."""
 
-    __slots__ = ("key_lines", "line")
+    __slots__ = ("column", "key_lines", "line")
 
     def __init__(self, line: int) -> None:
         super().__init__()
         self.line = line
+        self.column = -1  # 0-based column of the opening '{'; only the flow-line shortcut sets it
         self.key_lines: dict[str, int] = {}
 
     def line_of(self, key: str) -> int:
@@ -66,8 +93,67 @@ def _plain_value(text: str) -> object:
     return text
 
 
+def _flow_list(raw: str, line: int) -> LineList:
+    items = LineList(line)
+    body = raw[1:-1].strip(" ")
+    if body:
+        items.extend([_plain_value(item) for item in _LIST_SPLIT_RE.split(body)])
+        items.item_lines = [line] * len(items)
+    return items
+
+
+def _flow_mapping(inner: str, line: int, column: int) -> LineMap | None:
+    """The LineMap of one shortcut line's `{...}` body, or None when the shortcut cannot read it."""
+    if _FLOW_BODY_RE.fullmatch(inner) is None:
+        return None
+    pairs = _FLOW_SPLIT_RE.findall(inner)  # only ever run on a body the strict pattern accepted
+    node = LineMap(line)
+    node.update([(key, _flow_list(raw, line) if raw[0] == "[" else _plain_value(raw)) for key, raw in pairs])
+    if len(node) != len(pairs):
+        return None  # a duplicate key: the plain walk reports it
+    node.column = column
+    node.key_lines = dict.fromkeys(node, line)
+    return node
+
+
+def _substitute_flow_lines(text: str) -> tuple[str, dict[str, LineMap]]:
+    """Replace each shortcut line's `{...}` by an alias placeholder; return the text and the maps."""
+    maps: dict[str, LineMap] = {}
+    if _PLACEHOLDER in text or "\r" in text:
+        return text, maps
+    pieces: list[str] = []
+    done = 0
+    line = 1
+    for found in _FLOW_LINE_RE.finditer(text):
+        start = found.start()
+        line += text.count("\n", done, start)
+        node = _flow_mapping(found.group(2), line, len(found.group(1)))
+        if node is None:  # valid YAML the shortcut does not read (or a duplicate key): leave it
+            continue
+        name = f"{_PLACEHOLDER}{len(maps)}"
+        maps[name] = node
+        pieces.append(text[done:start])
+        pieces.append(f"{found.group(1)}*{name}")
+        done = found.end()
+    if len(maps) < _SHORTCUT_MIN_LINES:
+        return text, {}
+    pieces.append(text[done:])
+    return "".join(pieces), maps
+
+
 def parse_yaml(text: str, path: str) -> object:
     """Parse one YAML document; raise SignatureError(path, line, message) on anything odd."""
+    try:
+        shortened, placeholders = _substitute_flow_lines(text)
+        if placeholders:
+            return _walk(shortened, path, placeholders)
+    except (_ShortcutFailed, SignatureError):
+        pass  # the plain walk below reports the real problem (or proves there is none)
+    return _walk(text, path, {})
+
+
+def _walk(text: str, path: str, placeholders: dict[str, LineMap]) -> object:
+    """Build containers from libyaml's events; an alias named in `placeholders` stands for its map."""
     stack: list[list] = []  # frames: [container, is_map, pending_key, pending_key_line]
     root: object = None
     documents = 0
@@ -128,7 +214,18 @@ def parse_yaml(text: str, path: str) -> object:
                     frame[0].append(container)
                     frame[0].item_lines.append(container.line)
             elif kind is ev.AliasEvent:
-                raise SignatureError(path, event.start_mark.line + 1, "YAML anchors and aliases are not supported")
+                if not placeholders:
+                    raise SignatureError(path, event.start_mark.line + 1,
+                                         "YAML anchors and aliases are not supported")
+                mark = event.start_mark
+                node = placeholders.pop(event.anchor, None)
+                if node is None or node.line != mark.line + 1 or node.column != mark.column or not stack:
+                    raise _ShortcutFailed
+                frame = stack[-1]
+                if frame[1]:
+                    raise _ShortcutFailed  # only ever written as a sequence item
+                frame[0].append(node)
+                frame[0].item_lines.append(node.line)
             elif kind is ev.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
@@ -144,6 +241,8 @@ def parse_yaml(text: str, path: str) -> object:
         raise SignatureError(path, 1, f"YAML error: {exc}") from None
     finally:
         loader.dispose()
+    if placeholders:  # one was not met as a node: it sat inside a scalar, so the text meant otherwise
+        raise _ShortcutFailed
     return root
 
 
