@@ -7,19 +7,15 @@ does not grow with the size of the input. One bad file never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from netwatch._fastpath import FlowFilter
 from netwatch.capture.errors import CaptureError, CaptureWarning, NotACaptureError
-from netwatch.capture.files import CaptureFile, iter_capture_paths, open_capture
-from netwatch.model import RawPacket
+from netwatch.capture.files import iter_capture_paths, open_capture
 from netwatch.pipeline import Pipeline
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -116,12 +112,9 @@ def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline,
     next_progress = 0
     try:
         with capture:
-            count = 0
-            for batch in prefetched(capture):
-                for pkt in batch:
-                    for event in process(pkt):
-                        sink(event)
-                count += len(batch)
+            for count, pkt in enumerate(capture, 1):
+                for event in process(pkt):
+                    sink(event)
                 if progress is not None and count >= next_progress:
                     progress(path, capture.bytes_read)
                     next_progress = count + 4096
@@ -134,50 +127,6 @@ def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline,
         report.warnings.extend(capture.warnings)
         if progress is not None:
             progress(path, capture.bytes_read)
-
-
-def prefetched(capture: CaptureFile, depth: int = 8) -> Iterator[list[RawPacket]]:
-    """The capture's packet batches, read and framed in a thread while the caller analyses earlier ones.
-
-    File reads release the GIL, so on a large capture the disk/page-cache copy overlaps with the
-    Python analysis instead of adding to it. At most `depth` batches wait in memory.
-    """
-    batches: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            for batch in capture.batches():
-                while not stop.is_set():
-                    try:
-                        batches.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            failure.append(exc)
-        finally:
-            batches.put(_END)
-
-    reader = threading.Thread(target=produce, name="netwatch-reader", daemon=True)
-    reader.start()
-    try:
-        while (batch := batches.get()) is not _END:
-            yield batch
-    finally:
-        stop.set()
-        while reader.is_alive():  # unblock a producer waiting on a full queue, then let it end
-            with contextlib.suppress(queue.Empty):
-                batches.get(timeout=0.1)
-        reader.join()
-    if failure:
-        raise failure[0]
-
-
-_END = object()
 
 
 def _describe_os_error(path: str, exc: Exception) -> str:

@@ -194,17 +194,12 @@ class CaptureFile:
         return self._stream.bytes_read
 
     def __iter__(self) -> Iterator[RawPacket]:
-        for batch in self.batches():
-            yield from batch
-
-    def batches(self) -> Iterator[list[RawPacket]]:
-        """The admitted packets, one list per buffer the C framer went through (for prefetching)."""
         if self._started:
             raise CaptureError(f"{self.name}: a capture can be iterated only once")
         self._started = True
-        return self._batches()
+        return self._packets()
 
-    def _batches(self) -> Iterator[list[RawPacket]]:
+    def _packets(self) -> Iterator[RawPacket]:
         framer, flow_filter = self._framer, self._filter
         at_eof = False
         while not self._closed:
@@ -216,8 +211,7 @@ class CaptureFile:
             with memoryview(self._buffer) as view, view[: self._filled] as data:
                 consumed, _frames, packets, error = framer.feed(data, flow_filter)
             self.admitted += len(packets)
-            if packets:
-                yield packets
+            yield from packets
             if error is not None:
                 where, message = error
                 self._warn(self._offset + where, f"corrupt record at offset {self._offset + where}: {message}")
