@@ -230,16 +230,29 @@ class _Fields:
             if not isinstance(source, str):
                 groups.setdefault(source[0], []).append((tuple(source[1:]), number))
         self._groups = tuple((top, tuple(members)) for top, members in groups.items())
+        # The same paths for the usual shape: a dict at the top key whose leaf is one key
+        # below it (`single`); None where the path goes deeper.
+        self._flat = tuple((top, tuple((rest[0] if len(rest) == 1 else None, rest, number)
+                                       for rest, number in members))
+                           for top, members in self._groups)
 
     def values(self, event: Mapping[str, Any]) -> list[str]:
         values = self._template.copy()
         if event.__class__ is not dict and not isinstance(event, Mapping):
             return values
-        for top, members in self._groups:
+        for top, members in self._flat:
             node = event.get(top)
             if node is None:
                 continue
-            for rest, number in members:
+            if node.__class__ is dict:  # the usual case: no per-level type checks
+                for single, rest, number in members:
+                    value = node.get(single) if single is not None else _walk(node, rest)
+                    if value.__class__ is str:
+                        values[number] = value
+                    elif value is not None:
+                        values[number] = as_text(value)
+                continue
+            for _, rest, number in members:
                 value: Any = node
                 for key in rest:
                     if value.__class__ is dict or isinstance(value, Mapping):
@@ -252,6 +265,16 @@ class _Fields:
                 elif value is not None:
                     values[number] = as_text(value)
         return values
+
+
+def _walk(node: Any, path: tuple[str, ...]) -> Any:
+    """`field()` below an already found node."""
+    for key in path:
+        if node.__class__ is dict or isinstance(node, Mapping):
+            node = node.get(key)
+        else:
+            return None
+    return node
 
 
 def _join_present(prefixes: Sequence[str], values: Sequence[str], separator: str, suffix: str = "") -> str:
@@ -413,9 +436,21 @@ _SD_ELEMENTS: tuple[tuple[str, int, int], ...] = tuple(
 )
 
 
+# STRUCTURED-DATA of an alert with every parameter present, "{}" per value (braces in the
+# constant parts doubled for str.format).
+_SD_FULL = "".join(
+    opening.replace("{", "{{").replace("}", "}}")
+    + "".join(_SD_PREFIXES[number].replace("{", "{{").replace("}", "}}") + '{}"' for number in range(start, stop))
+    + "]"
+    for opening, start, stop in _SD_ELEMENTS
+)
+
+
 def structured_data(event: Mapping[str, Any]) -> str:
     """RFC 5424 STRUCTURED-DATA with the app, device and evidence of one alert."""
     values = escape_sd_value.all(_SD_FIELDS.values(event))
+    if all(values):  # the usual alert has every parameter: one format call
+        return _SD_FULL.format(*values)
     parts = []
     for opening, start, stop in _SD_ELEMENTS:
         parts.append(opening)
