@@ -1,4 +1,4 @@
-"""Click commands `sensor`, `devices` and `health` (the lead attaches them to the main group)."""
+"""Click commands `sensor`, `devices` and `health`, listed by netwatch.cli."""
 
 from __future__ import annotations
 
