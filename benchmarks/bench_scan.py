@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run netwatch, tshark and ndpiReader on the same capture, in one run, and compare.
 
-    python benchmarks/bench_scan.py benchmarks/out/bulk.pcap [--tools netwatch,tshark,ndpi] [--json]
+    python benchmarks/bench_scan.py benchmarks/out/bulk.pcap [--tools netwatch,netwatch-alerts,tshark,ndpi] [--json]
 
 Each tool runs in a fresh child process; wall time comes from a monotonic clock and peak
 memory from the child's own rusage (os.wait4: ru_maxrss), so the numbers are per tool.
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("capture", type=Path)
     parser.add_argument("--truth", type=Path, help="default: <capture>.truth.json when present")
-    parser.add_argument("--tools", default="netwatch,tshark,ndpi")
+    parser.add_argument("--tools", default="netwatch,netwatch-alerts,tshark,ndpi")
     parser.add_argument("--netwatch-cmd", help="command prefix for netwatch (default: netwatch or python -m)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--keep", type=Path, help="directory to keep tool outputs in")
@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                 rate, misses = recall(truth.get("observations", []), netwatch_found(out))
                 report["recall"]["netwatch"] = {"recall": round(rate, 4), "misses": misses[:200],
                                                 "missed": len(misses)}
+        elif tool == "netwatch-alerts":
+            # The default mode, findings only: the counterpart of ndpiReader's summary, while the
+            # --all run above prints every name, the counterpart of tshark's field output.
+            prefix, env = netwatch_command(args.netwatch_cmd)
+            result = run_measured(tool, [*prefix, "scan", str(capture), "--format", "jsonl",
+                                         "-o", str(workdir / "netwatch-alerts.jsonl")], env=env)
         elif tool == "tshark":
             if not shutil.which("tshark"):
                 print("tshark not installed, skipped", file=sys.stderr)
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             for miss in info.get("misses", [])[:20]:
                 print(f"  missed: {miss['client_ip']} {miss['name']} ({miss['evidence']}"
                       f"{', ' + miss['variant'] if miss.get('variant') else ''})")
-    netwatch_ok = all(r.exit_status in (0, 1) for r in results if r.tool == "netwatch")
+    netwatch_ok = all(r.exit_status in (0, 1) for r in results if r.tool.startswith("netwatch"))
     return 0 if netwatch_ok else 1
 
 
