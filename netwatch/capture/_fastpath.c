@@ -1397,10 +1397,11 @@ static Py_ssize_t feed_pcapng(FramerObject *self, const uint8_t *p, size_t n, Fl
                 FAIL(off, "%s", why);
             break;
         }
-        case 6: { /* Enhanced Packet Block */
+        case 6:   /* Enhanced Packet Block */
+        case 2: { /* obsolete Packet Block: the same layout with a 16-bit interface id */
             if (blen_body < 20)
-                FAIL(off, "enhanced packet block too short");
-            uint32_t ifid = rd32(body, self->big);
+                FAIL(off, "packet block too short");
+            uint32_t ifid = type == 6 ? rd32(body, self->big) : rd16(body, self->big);
             if (ifid >= self->n_ifaces)
                 FAIL(off, "packet for undefined interface %u", (unsigned)ifid);
             const iface_t *ifc = &self->ifaces[ifid];
@@ -1428,24 +1429,6 @@ static Py_ssize_t feed_pcapng(FramerObject *self, const uint8_t *p, size_t n, Fl
                 caplen = ifc->snaplen;
             (*frames)++;
             if (deliver(self, filter, list, ifc->linktype, self->last_ts, body + 4, caplen) < 0)
-                return -1;
-            break;
-        }
-        case 2: { /* obsolete Packet Block */
-            if (blen_body < 20)
-                FAIL(off, "packet block too short");
-            uint32_t ifid = rd16(body, self->big);
-            if (ifid >= self->n_ifaces)
-                FAIL(off, "packet for undefined interface %u", (unsigned)ifid);
-            const iface_t *ifc = &self->ifaces[ifid];
-            uint64_t t = ((uint64_t)rd32(body + 4, self->big) << 32) | rd32(body + 8, self->big);
-            uint32_t caplen = rd32(body + 12, self->big);
-            if (caplen > blen_body - 20)
-                FAIL(off, "captured length %u exceeds its block", (unsigned)caplen);
-            double ts = ts_from_units(t, ifc->units, ifc->tsoffset);
-            self->last_ts = ts;
-            (*frames)++;
-            if (deliver(self, filter, list, ifc->linktype, ts, body + 20, caplen) < 0)
                 return -1;
             break;
         }
