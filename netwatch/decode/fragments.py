@@ -21,6 +21,7 @@ from bisect import insort
 from collections import OrderedDict
 
 from netwatch.decode.layers import Malformed
+from netwatch.decode.ranges import uncovered
 
 MAX_PIECES = 512  # a 64 KiB datagram in 8-byte fragments would need 8192; nobody legitimate does that
 
@@ -111,23 +112,8 @@ class FragmentReassembler:
 
     def _insert(self, datagram: _Datagram, start: int, end: int, data: bytes) -> int:
         """Store the parts of [start, end) not held yet (first data wins); return the bytes added."""
-        cursor = start
-        holes: list[tuple[int, int]] = []
-        overlapped = False
-        for piece_start, piece_end, _ in datagram.pieces:
-            if piece_end <= cursor:
-                continue
-            if piece_start >= end:
-                break
-            overlapped = True
-            if piece_start > cursor:
-                holes.append((cursor, piece_start))
-            cursor = max(cursor, piece_end)
-            if cursor >= end:
-                break
-        if cursor < end:
-            holes.append((cursor, end))
-        if overlapped:
+        holes, overlapping = uncovered(datagram.pieces, start, end)
+        if overlapping:
             self.overlaps += 1
         added = 0
         for hole_start, hole_end in holes:

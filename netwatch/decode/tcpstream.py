@@ -31,6 +31,7 @@ from bisect import insort
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from netwatch.decode.ranges import uncovered
 from netwatch.model import Segment
 
 MAX_HELD_SEGMENTS = 64
@@ -266,23 +267,11 @@ class StreamHeads:
         """Keep the parts of payload not held yet (first wins). True: bytes added; False: nothing new;
         None: the hold bound was full."""
         end = start + len(payload)
-        cursor = start
-        holes: list[tuple[int, int]] = []
-        for piece_start, piece_end, piece in stream.held:
-            if piece_end <= cursor:
-                continue
-            if piece_start >= end:
-                break
-            lo, hi = max(piece_start, cursor), min(piece_end, end)
+        holes, overlapping = uncovered(stream.held, start, end)
+        for piece_start, piece_end, piece in overlapping:
+            lo, hi = max(piece_start, start), min(piece_end, end)
             if piece[lo - piece_start : hi - piece_start] != payload[lo - start : hi - start]:
                 self.counters.overlaps += 1
-            if piece_start > cursor:
-                holes.append((cursor, piece_start))
-            cursor = max(cursor, piece_end)
-            if cursor >= end:
-                break
-        if cursor < end:
-            holes.append((cursor, end))
         if not holes:
             return False
         size = sum(hi - lo for lo, hi in holes)
