@@ -127,14 +127,19 @@ def _u16_tuple(data: bytes, pos: int, length: int) -> tuple[int, ...]:
     return struct.unpack_from(f">{length >> 1}H", data, pos)
 
 
-def _server_name(data: bytes, pos: int, end: int, hello: ClientHello) -> None:
-    """RFC 6066 section 3: a list of (name_type, name); the first non-empty host_name entry wins."""
+def _vector(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A 2-byte length-prefixed vector at `pos` (RFC 8446 3.4): where its items start and end."""
     if pos + 2 > end:
         raise _Malformed
     list_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
     if list_end > end:
         raise _Malformed
-    pos += 2
+    return pos + 2, list_end
+
+
+def _server_name(data: bytes, pos: int, end: int, hello: ClientHello) -> None:
+    """RFC 6066 section 3: a list of (name_type, name); the first non-empty host_name entry wins."""
+    pos, list_end = _vector(data, pos, end)
     while pos < list_end:
         if pos + 3 > list_end:
             raise _Malformed
@@ -149,12 +154,7 @@ def _server_name(data: bytes, pos: int, end: int, hello: ClientHello) -> None:
 
 def _alpn(data: bytes, pos: int, end: int, hello: ClientHello, alpn: list[str]) -> None:
     """RFC 7301 section 3.1: a list of length-prefixed protocol ids (opaque bytes, escaped)."""
-    if pos + 2 > end:
-        raise _Malformed
-    list_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
-    if list_end > end:
-        raise _Malformed
-    pos += 2
+    pos, list_end = _vector(data, pos, end)
     while pos < list_end:
         value_end = pos + 1 + data[pos]
         if value_end > list_end:
