@@ -109,9 +109,12 @@ class _Progress:
 @click.option("--forward-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for forwarders to deliver before exiting.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line on stderr.")
+@click.option("--continuous", is_flag=True,
+              help="The files are consecutive slices of one capture (rotated files): flows carry over.")
 def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str | None,
          overlays: tuple[Path, ...], policy: str | None, min_confidence: str | None,
-         forward_urls: tuple[str, ...], forward_state: Path | None, forward_timeout: float, quiet: bool) -> None:
+         forward_urls: tuple[str, ...], forward_state: Path | None, forward_timeout: float, quiet: bool,
+         continuous: bool) -> None:
     """Analyse pcap/pcapng captures (files, directories, '-' for stdin; gzip is fine).
 
     Exit status: 0 nothing found, 1 at least one alert, 2 usage or input error.
@@ -136,7 +139,7 @@ def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str |
         progress = None
         if not quiet and sys.stderr.isatty():
             progress = _Progress(sum(input_size(p) for p in inputs))
-        summary = scan_paths(inputs, pipeline, sink, progress=progress)
+        summary = scan_paths(inputs, pipeline, sink, progress=progress, continuous=continuous)
         if progress is not None:
             progress.close()
         if fmt == "table":

@@ -57,6 +57,11 @@ class Pipeline:
         self._policy = ""
         self._describe(sigset)
 
+    def fresh(self) -> Pipeline:
+        """A pipeline with the same signatures and settings and no state: for a capture of its own."""
+        return Pipeline(self.detector.sigset, min_confidence=self.detector.min_confidence,
+                        emit_all=self.detector.emit_all, observer=self.observer)
+
     @property
     def sigset(self) -> SignatureSet:
         return self.detector.sigset

@@ -276,18 +276,22 @@ def open_capture(
     *,
     flow_filter: FlowFilter | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    fileobj: BinaryIO | None = None,
 ) -> CaptureFile:
     """Open a pcap or pcapng capture, gzip-compressed or not; `-` is standard input.
 
     With `flow_filter` the C classifier decides which frames become RawPackets (the
     filter belongs to the caller, so it may persist across files); without one every
     frame is delivered. Raises NotACaptureError when the (decompressed) data starts with
-    no capture magic, CaptureError when the source cannot be opened.
+    no capture magic, CaptureError when the source cannot be opened. `fileobj`, when given, is
+    read instead of opening `source` (which then only names the input) and is closed with it.
     """
     if chunk_size < 64:
         raise ValueError("chunk_size must be at least 64 bytes")
     name = os.fspath(source)
-    if name == "-":
+    if fileobj is not None:
+        close_file = True
+    elif name == "-":
         fileobj: BinaryIO = sys.stdin.buffer
         close_file = False
     else:

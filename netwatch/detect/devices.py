@@ -200,6 +200,24 @@ class DeviceInventory:
             self._devices.move_to_end(key)
         return device
 
+    def absorb(self, other: Device) -> Device:
+        """Fold a device found by another analysis (another file, a worker) into this inventory.
+
+        A device with a MAC teaches this inventory its addresses (folding devices known here only by
+        one of them); a device known only by IP joins the MAC device that address belongs to, if any.
+        """
+        if other.mac:
+            for ip in other.ips:
+                self.learn_ip(ip, other.mac)
+            target = self._device_for(other.mac, other.id, other.first_seen)
+        else:
+            mac = self._ip_to_mac.get(other.id)
+            target = self._device_for(mac, other.id, other.first_seen)
+        if target is not other:
+            _merge(target, other)
+            target.vendor = target.vendor or other.vendor
+        return target
+
     def record_contact(
         self,
         device: Device,

@@ -52,9 +52,27 @@ def ecs_mac(mac: str | None) -> str | None:
 def event_id(det: Detection) -> str:
     """Stable across runs: the same packet and finding always give the same id, so SIEMs can de-duplicate."""
     obs = det.obs
-    rule = det.match.rule_id if det.match else ""
-    basis = (f"{obs.ts:.6f}|{obs.frame}|{obs.src_ip}|{obs.src_port}|{obs.dst_ip}|{obs.dst_port}|{obs.transport}|"
-             f"{det.evidence}|{det.name}|{rule}|{det.dataset}")
+    return _event_id(obs.ts, obs.frame, obs.src_ip, obs.src_port, obs.dst_ip, obs.dst_port, obs.transport,
+                     det.evidence, det.name, det.match.rule_id if det.match else "", det.dataset)
+
+
+def event_id_of(event: dict[str, Any], ts: float) -> str:
+    """The id of an already built event, recomputed from its fields and its exact packet time.
+
+    For a finding whose frame number was corrected after the event was built (a chunk of a split
+    file learns its first frame number only when the chunks before it are counted).
+    """
+    netwatch, source, destination = event["netwatch"], event["source"], event["destination"]
+    return _event_id(ts, netwatch["capture"]["frame"], source["ip"] or "", source["port"] or 0,
+                     destination["ip"] or "", destination["port"] or 0, event["network"]["transport"],
+                     event["event"]["action"], netwatch["name"], netwatch["signature"] or "",
+                     event["event"]["dataset"])
+
+
+def _event_id(ts: float, frame: int, src_ip: str, src_port: int, dst_ip: str, dst_port: int, transport: str,
+              evidence: str, name: str | None, rule: str, dataset: str) -> str:
+    basis = (f"{ts:.6f}|{frame}|{src_ip}|{src_port}|{dst_ip}|{dst_port}|{transport}|"
+             f"{evidence}|{name}|{rule}|{dataset}")
     return "nw-" + hashlib.blake2b(basis.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
