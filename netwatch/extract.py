@@ -27,7 +27,7 @@ from netwatch.model import (
     Observation,
     Segment,
 )
-from netwatch.protocols import dhcp, dns, http, quic, tls
+from netwatch.protocols import dhcp, dns, gquic, http, quic, tls
 from netwatch.protocols.common import Status
 
 OBS_CONN_START = "conn_start"
@@ -98,7 +98,8 @@ class Extractor:
                  wants_answers: Callable[[str], bool] | None = None,
                  interesting_address: Callable[[str], bool] | None = None) -> None:
         self.streams = StreamHeads(max_streams=max_flows)
-        self.quic = quic.QuicInitialAssembler()
+        # The assembler keeps a hello's pieces past the time-out at which a cut hello is read.
+        self.quic = quic.QuicInitialAssembler(timeout=2 * pending_timeout + 1)
         self.counters = ExtractCounters()
         self._stream_state: _Bounded = _Bounded(max_flows)
         self._udp_flows: _Bounded = _Bounded(max_flows)  # UDP flow key -> what its first datagram was
@@ -106,6 +107,8 @@ class Extractor:
         self._pending: _Bounded = _Bounded(max_flows)
         # TLS streams stuck before the end of their ClientHello (a lost segment), with the SNI already read
         self._partial_hellos: _Bounded = _Bounded(max_flows)
+        # QUIC flows whose hello is not complete yet: flow key -> the datagram that opened them
+        self._quic_waiting: _Bounded = _Bounded(max_flows)
         self._pending_timeout = pending_timeout
         # Reading a DNS response's answers only pays off for names the detector cares about.
         self._wants_answers = wants_answers or (lambda name: True)
@@ -133,19 +136,19 @@ class Extractor:
             self.counters.count_malformed("tls")
             self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out, partial=True)
         self._partial_hellos.clear()
-        for key, opener in list(self._pending.items()):
-            self._settle(key, opener, out)
+        for key, opener in list(self._quic_waiting.items()):
+            self._settle_quic(key, opener, out)
+        self._quic_waiting.clear()
+        for opener in self._pending.values():
+            out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
         self._pending.clear()
         return out
 
-    def _settle(self, key: tuple, opener: Segment, out: list[Observation]) -> None:
-        """A connection waited long enough: a QUIC hello cut short still names its server."""
-        if opener.transport == "udp":
-            hello = self.quic.partial(key)
-            if hello is not None and hello.sni:
-                self._client_hello(opener, hello, EVIDENCE_QUIC_SNI, "quic", key, out, partial=True)
-                return
-        out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
+    def _settle_quic(self, key: tuple, opener: Segment, out: list[Observation]) -> None:
+        """A QUIC hello that never completed (a lost Initial) still names its server if the SNI arrived whole."""
+        hello = self.quic.partial(key)
+        if hello is not None and hello.sni:
+            self._client_hello(opener, hello, EVIDENCE_QUIC_SNI, "quic", key, out, partial=True)
 
     # -- UDP ----------------------------------------------------------------------------------
 
@@ -172,27 +175,48 @@ class Extractor:
         first_packet = kind is None
         if quic.looks_like_initial(payload):
             self.counters.quic_initials += 1
-            if first_packet:
-                self._udp_flows.put(key, _UDP_QUIC)
-                if self._interesting_address(seg.dst_ip):
-                    out.append(_observe(seg, OBS_CONN_START, None, "quic"))
-                    self._pending.put(key, seg)
+            if first_packet or key not in self._quic_waiting:
+                self._quic_flow(seg, key, first_packet, out)
             hello = self.quic.add(key, payload, seg.ts)
             if hello is not None:
+                self._quic_waiting.pop(key, None)
                 self._client_hello(seg, hello, EVIDENCE_QUIC_SNI, "quic", key, out)
             return
         if kind is _UDP_QUIC:
             return  # short-header QUIC packets carry nothing for us
+        if first_packet and gquic.gquic_version(payload):
+            hello = gquic.parse_client_hello(payload)
+            if hello is not None:
+                self._udp_flows.put(key, _UDP_QUIC)
+                self.counters.quic_initials += 1
+                if self._interesting_address(seg.dst_ip):
+                    out.append(_observe(seg, OBS_CONN_START, None, "quic"))
+                    self._pending.put(key, seg)
+                self._client_hello(seg, hello, EVIDENCE_QUIC_SNI, "quic", key, out,
+                                   partial=hello.status is not Status.OK)
+                return
         message = dns.parse_message(payload, strict=True)
         if message is not None:
             self._udp_flows.put(key, _UDP_DNS)
             self._dns(seg, message, out)
+            return
+        if first_packet and quic.looks_like_long_header(payload):
+            # 0-RTT (or Handshake) before the Initial, or the Initial was lost: still QUIC.
+            self._quic_flow(seg, key, True, out)
             return
         if first_packet:
             self._udp_flows.put(key, _UDP_OTHER)
             if self._interesting_address(seg.dst_ip):
                 out.append(_observe(seg, OBS_CONN_START, None, "udp"))
                 out.append(_observe(seg, OBS_CONN_UNNAMED, None, "udp"))
+
+    def _quic_flow(self, seg: Segment, key: tuple, first_packet: bool, out: list[Observation]) -> None:
+        """A new QUIC flow: it waits for its hello (a hello cut short is still read at the time-out)."""
+        self._udp_flows.put(key, _UDP_QUIC)
+        self._quic_waiting.put(key, seg)
+        if first_packet and self._interesting_address(seg.dst_ip):
+            out.append(_observe(seg, OBS_CONN_START, None, "quic"))
+            self._pending.put(key, seg)
 
     def _dns(self, seg: Segment, message: dns.DnsMessage, out: list[Observation]) -> None:
         self.counters.dns_messages += 1
@@ -369,12 +393,18 @@ class Extractor:
     def _sweep(self, now: float, out: list[Observation]) -> None:
         """Connections that stayed silent past the time-out get no name of their own."""
         self._last_sweep = now
+        while self._quic_waiting:
+            key, opener = next(iter(self._quic_waiting.items()))
+            if now - opener.ts < self._pending_timeout:
+                break
+            del self._quic_waiting[key]
+            self._settle_quic(key, opener, out)
         while self._pending:
             key, opener = next(iter(self._pending.items()))
             if now - opener.ts < self._pending_timeout:
                 break
             del self._pending[key]
-            self._settle(key, opener, out)
+            out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
 
 
 def head_key(seg: Segment) -> tuple:

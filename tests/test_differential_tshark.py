@@ -23,7 +23,7 @@ pytestmark = pytest.mark.system
 # (file, evidence, name, client ip) that tshark shows and netwatch deliberately does not, and why.
 EXCEPTIONS: dict[tuple[str, str, str, str], str] = {}
 
-ORACLE_FILTER = "(dns && dns.flags.response == 0) || tls.handshake.type == 1 || http.request"
+ORACLE_FILTER = "(dns && dns.flags.response == 0) || tls.handshake.type == 1 || http.request || gquic.tag.sni"
 
 
 def _innermost_src(packet) -> str | None:
@@ -60,6 +60,9 @@ def tshark_names(path: Path) -> set[tuple[str, str, str]]:
                         found.add(("tls_sni", name, src))
                 elif kind == "quic":
                     for name in _field_values(layer, "tls_handshake_extensions_server_name"):
+                        found.add(("quic_sni", name, src))
+                elif kind == "gquic":  # Google QUIC: the SNI tag of a CHLO
+                    for name in _field_values(layer, "tag_sni"):
                         found.add(("quic_sni", name, src))
                 elif kind == "http" and layer.get_field("request_method") is not None:
                     for name in _field_values(layer, "host"):
@@ -129,3 +132,4 @@ def test_oracle_is_not_vacuous(tshark_available, ndpi_dir) -> None:
     for name in ("dns.pcap", "quic-v2.pcapng", "http_ipv6.pcap", "6in4tunnel.pcap"):
         kinds |= {evidence for evidence, _, _ in tshark_names(ndpi_dir / name)}
     assert {"dns_query", "quic_sni", "tls_sni", "http_host"} <= kinds
+    assert ("quic_sni", "yt3.ggpht.com", "192.168.1.7") in tshark_names(ndpi_dir / "youtube_quic.pcap")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +24,7 @@ from netwatch.protocols.quic import (
     looks_like_initial,
     parse_initial_datagram,
 )
+from tests.quicbuild import crypto_frame, padded, protect_initial
 
 
 def _hex(text: str) -> bytes:
@@ -154,51 +153,6 @@ RFC9369_RETRY = _hex("cf6b3343cf0008f067a5502a4262b5746f6b656ec8646ce8bfe33952d9
 # --- a test-side packet protector, checked against the RFC vectors before it is trusted ---
 
 
-def _varint2(value: int) -> bytes:
-    return (0x4000 | value).to_bytes(2, "big")
-
-
-def protect_initial(
-    payload: bytes,
-    *,
-    dcid: bytes = RFC_DCID,
-    scid: bytes = b"",
-    version: int = QUIC_V1,
-    packet_number: int = 2,
-    token: bytes = b"",
-    key_dcid: bytes | None = None,
-) -> bytes:
-    """Build a protected client Initial with a 4-byte packet number (RFC 9001 sections 5.3-5.4)."""
-    keys = derive_client_initial_keys(version, key_dcid or dcid)
-    type_bits = 0b01 if version == QUIC_V2 else 0b00
-    header = bytes([0xC0 | (type_bits << 4) | 0x03]) + version.to_bytes(4, "big")
-    header += bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
-    header += (bytes([len(token)]) if len(token) < 64 else _varint2(len(token))) + token
-    header += _varint2(4 + len(payload) + 16) + packet_number.to_bytes(4, "big")
-    nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(12, "big")
-    ciphertext = AESGCM(keys.key).encrypt(nonce, payload, header)
-    encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
-    mask = encryptor.update(ciphertext[:16])
-    first = header[0] ^ (mask[0] & 0x0F)
-    pn = bytes(b ^ m for b, m in zip(header[-4:], mask[1:5], strict=True))
-    return bytes([first]) + header[1:-4] + pn + ciphertext
-
-
-def crypto_frame(offset: int, data: bytes) -> bytes:
-    def varint(value: int) -> bytes:
-        if value < 64:
-            return bytes([value])
-        if value < 16384:
-            return _varint2(value)
-        return (0x80000000 | value).to_bytes(4, "big")
-
-    return b"\x06" + varint(offset) + varint(len(data)) + data
-
-
-def padded(frames: bytes, size: int = 1162) -> bytes:
-    return frames + bytes(max(0, size - len(frames)))
-
-
 # --- RFC vectors ---
 
 
@@ -272,7 +226,7 @@ def test_wrong_key_dcid_fails_cleanly():
 def test_coalesced_packets_and_trailing_padding():
     first = protect_initial(padded(crypto_frame(0, b"abc"), 40), packet_number=0)
     second = protect_initial(padded(crypto_frame(3, b"def"), 40), packet_number=1)
-    handshake = bytes([0xE0]) + (1).to_bytes(4, "big") + b"\x00\x00" + _varint2(30) + bytes(30)
+    handshake = bytes([0xE0]) + (1).to_bytes(4, "big") + b"\x00\x00" + (0x4000 | 30).to_bytes(2, "big") + bytes(30)
     datagram = first + handshake + second + bytes(500)
     packets = parse_initial_datagram(datagram)
     assert [(p.status, p.packet_number, p.crypto) for p in packets] == [
@@ -298,7 +252,7 @@ def test_header_lengths_that_do_not_hold_together():
     assert not looks_like_initial(bytes(packet))
     assert parse_initial_datagram(bytes(packet)) == []
     assert parse_initial_datagram(RFC9001_CLIENT_INITIAL[:-1]) == []  # Length overruns by one byte
-    tiny = RFC9001_CLIENT_INITIAL[:16] + _varint2(19) + bytes(19)
+    tiny = RFC9001_CLIENT_INITIAL[:16] + (0x4000 | 19).to_bytes(2, "big") + bytes(19)
     assert not looks_like_initial(tiny)
     (short,) = parse_initial_datagram(tiny)
     assert short.status == STATUS_NOT_QUIC
@@ -311,7 +265,7 @@ def test_header_lengths_that_do_not_hold_together():
 def test_draft_versions_use_their_salts(version, salt_first_byte):
     from netwatch.protocols.quic import VERSIONS
 
-    assert VERSIONS[version].salt[0] == salt_first_byte
+    assert VERSIONS[version].salts[0][0] == salt_first_byte
     packet = bytearray(protect_initial(padded(RFC_CRYPTO_FRAME), version=version))
     (initial,) = parse_initial_datagram(bytes(packet))
     assert initial.status == STATUS_OK and initial.version == version

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # cryptography is imported on the first QUIC Initial: most sc
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netwatch.protocols.common import Status
-from netwatch.protocols.tls import ClientHello, parse_client_hello_message
+from netwatch.protocols.gquic import parse_chlo
+from netwatch.protocols.tls import ClientHello, parse_client_hello_message, parse_client_hello_pieces
 
 MAX_PACKETS_PER_DATAGRAM = 8
 MAX_FRAMES_PER_PACKET = 512  # Chrome interleaves many small CRYPTO, PING and PADDING frames
@@ -55,22 +56,68 @@ _SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
 _SALT_DRAFT_29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
 
 
+# Google QUIC versions with IETF-style Initial protection, each with its own salt (Chromium's
+# quic_crypto_*; the values as nDPI's quic.c and Wireshark's packet-quic.c hold them): Q050 carries
+# a gQUIC CHLO, T050/T051 a TLS ClientHello, both in CRYPTO frames of type 0x08.
+_SALT_Q050 = bytes.fromhex("504574efd066fe2f9d945cfcdbd3a7f0d3b56b45")
+_SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
+_SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
+# draft-ietf-quic-tls-22 section 5.2 salt, which Facebook's mvfst kept for its 0xfaceb001 version.
+_SALT_DRAFT_22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
+
+HANDSHAKE_TLS = "tls"
+HANDSHAKE_CHLO = "chlo"  # Google QUIC Q050: a CHLO tag/value message instead of a TLS ClientHello
+
+
 class _VersionParams(NamedTuple):
-    salt: bytes
+    salts: tuple[bytes, ...]  # tried in order; the AEAD tag tells which one the client used
     label_prefix: bytes  # "quic" (v1, drafts) or "quicv2" (RFC 9369 section 3.3.2)
     initial_type: int  # long-header type bits of Initial: 0b00 in v1, 0b01 in v2 (RFC 9369 3.2)
+    crypto_frame: int = 0x06  # CRYPTO frame type: 0x06 (RFC 9000 19.6), 0x08 in Google's Q050/T05x
+    handshake: str = HANDSHAKE_TLS
 
 
 def _draft_params(draft: int) -> _VersionParams:
     salt = _SALT_DRAFT_23 if draft <= 28 else _SALT_DRAFT_29 if draft <= 32 else _SALT_V1
-    return _VersionParams(salt, b"quic", 0)
+    return _VersionParams((salt,), b"quic", 0)
 
+
+QUIC_Q050 = 0x51303530
+QUIC_T050 = 0x54303530
+QUIC_T051 = 0x54303531
 
 VERSIONS: dict[int, _VersionParams] = {
-    QUIC_V1: _VersionParams(_SALT_V1, b"quic", 0),
-    QUIC_V2: _VersionParams(_SALT_V2, b"quicv2", 1),
+    QUIC_V1: _VersionParams((_SALT_V1,), b"quic", 0),
+    QUIC_V2: _VersionParams((_SALT_V2,), b"quicv2", 1),
     **{0xFF000000 + draft: _draft_params(draft) for draft in range(23, 35)},
+    QUIC_Q050: _VersionParams((_SALT_Q050,), b"quic", 0, 0x08, HANDSHAKE_CHLO),
+    QUIC_T050: _VersionParams((_SALT_T050,), b"quic", 0, 0x08),
+    QUIC_T051: _VersionParams((_SALT_T051,), b"quic", 0, 0x08),
+    # Facebook's mvfst (facebook/mvfst quic/QuicConstants.h names the versions; the salts:
+    # quic/handshake/HandshakeLayer.cpp getQuicVersionSalt): 0xfaceb001 (MVFST_D24) kept the
+    # draft-22 salt, 0xfaceb003 is an alias of v1 with the v1 salt, MVFST (0xfaceb002) and its
+    # experimental aliases use the draft-23 salt.
+    0xFACEB001: _VersionParams((_SALT_DRAFT_22,), b"quic", 0),
+    0xFACEB003: _VersionParams((_SALT_V1,), b"quic", 0),
 }
+# Other mvfst versions (0xfaceb002, 0xfaceb00e, 0xfaceb010, 0xfaceb011, 0xfaceb013, ...): mvfst's
+# default salt first, then the others it has used.
+_MVFST_PARAMS = _VersionParams((_SALT_DRAFT_23, _SALT_DRAFT_22, _SALT_V1), b"quic", 0)
+# Versions 0x?a?a?a?a are reserved to exercise version negotiation (RFC 9000 section 15); clients
+# such as quic-go protect such an Initial with the v1 keys; some older stacks used draft-29's.
+_RESERVED_PARAMS = _VersionParams((_SALT_V1, _SALT_DRAFT_29), b"quic", 0)
+
+
+def version_params(version: int) -> _VersionParams | None:
+    """How to read Initials of `version`; None for versions netwatch cannot decrypt."""
+    params = VERSIONS.get(version)
+    if params is not None:
+        return params
+    if version & 0x0F0F0F0F == 0x0A0A0A0A:
+        return _RESERVED_PARAMS
+    if version & 0xFFFFF000 == 0xFACEB000:
+        return _MVFST_PARAMS
+    return None
 
 
 # --- key derivation (RFC 5869 HKDF with SHA-256; HKDF-Expand-Label from RFC 8446 section 7.1) ---
@@ -109,12 +156,15 @@ class InitialKeys:
     hp_encryptor: CipherContext = field(repr=False, compare=False)
 
 
-def derive_client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
-    """Derive the client's Initial keys from the original Destination Connection ID (no cache)."""
-    params = VERSIONS.get(version)
-    if params is None:
+def derive_client_initial_keys(version: int, dcid: bytes, attempt: int = 0) -> InitialKeys | None:
+    """Derive the client's Initial keys from the original Destination Connection ID (no cache).
+
+    `attempt` picks the salt among the version's candidates; None when there is no such salt.
+    """
+    params = version_params(version)
+    if params is None or attempt >= len(params.salts):
         return None
-    initial_secret = hkdf_extract(params.salt, dcid)
+    initial_secret = hkdf_extract(params.salts[attempt], dcid)
     client_secret = hkdf_expand_label(initial_secret, b"client in", 32)
     prefix = params.label_prefix
     key = hkdf_expand_label(client_secret, prefix + b" key", 16)
@@ -127,17 +177,17 @@ def derive_client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
     return InitialKeys(key, iv, hp, AESGCM(key), hp_cipher, hp_cipher.encryptor())
 
 
-_KEY_CACHE: OrderedDict[tuple[int, bytes], InitialKeys] = OrderedDict()
+_KEY_CACHE: OrderedDict[tuple[int, bytes, int], InitialKeys] = OrderedDict()
 
 
-def client_initial_keys(version: int, dcid: bytes) -> InitialKeys | None:
+def client_initial_keys(version: int, dcid: bytes, attempt: int = 0) -> InitialKeys | None:
     """`derive_client_initial_keys` behind a small LRU: derivation costs several HMACs."""
-    cache_key = (version, dcid)
+    cache_key = (version, dcid, attempt)
     keys = _KEY_CACHE.get(cache_key)
     if keys is not None:
         _KEY_CACHE.move_to_end(cache_key)
         return keys
-    keys = derive_client_initial_keys(version, dcid)
+    keys = derive_client_initial_keys(version, dcid, attempt)
     if keys is not None:
         _KEY_CACHE[cache_key] = keys
         if len(_KEY_CACHE) > KEY_CACHE_SIZE:
@@ -201,7 +251,7 @@ def _parse_long_header(data: bytes, start: int) -> _LongHeader | None:
     if first & 0xC0 != 0xC0:  # long header form and fixed bit (RFC 9000 section 17.2)
         return None
     version = int.from_bytes(data[start + 1 : start + 5], "big")
-    params = VERSIONS.get(version)
+    params = version_params(version)
     if params is None:
         return None
     pos = start + 5
@@ -241,10 +291,21 @@ def looks_like_initial(datagram: bytes) -> bool:
         return False
     if header is None or header.pn_offset < 0:
         return False
-    if header.packet_type != VERSIONS[header.version].initial_type:
+    if header.packet_type != version_params(header.version).initial_type:  # type: ignore[union-attr]
         return False
     # Room for the 4-byte sample after a 4-byte packet number plus the 16-byte AEAD tag.
     return header.end - header.pn_offset >= 20
+
+
+def looks_like_long_header(datagram: bytes) -> bool:
+    """Any long-header packet (Initial, 0-RTT, Handshake, Retry) of a version netwatch reads; no crypto.
+
+    A client may send 0-RTT before its Initial, or the Initial may be lost: such a flow is still QUIC.
+    """
+    try:
+        return len(datagram) >= 7 and datagram[0] & 0xC0 == 0xC0 and _parse_long_header(datagram, 0) is not None
+    except Exception:
+        return False
 
 
 def _remove_protection(data: bytes, header: _LongHeader, keys: InitialKeys) -> tuple[int, bytes] | None:
@@ -272,12 +333,16 @@ def _remove_protection(data: bytes, header: _LongHeader, keys: InitialKeys) -> t
     return packet_number, plaintext
 
 
-def _parse_frames(payload: bytes) -> list[tuple[int, bytes]]:
+def _parse_frames(payload: bytes, crypto_type: int = 0x06) -> list[tuple[int, bytes]]:
     """CRYPTO frames of a decrypted Initial payload (RFC 9000 section 19).
 
     PADDING, PING, ACK, CRYPTO and CONNECTION_CLOSE are understood; anything else (not allowed in
-    Initial packets, RFC 9000 section 12.4) ends the walk, keeping what was found.
+    Initial packets, RFC 9000 section 12.4) ends the walk, keeping what was found. Google's Q050/T05x
+    number CRYPTO 0x08 (`crypto_type`); their other frame types differ, so only PADDING and CRYPTO
+    are read there.
     """
+    if crypto_type != 0x06:
+        return _parse_google_frames(payload, crypto_type)
     crypto: list[tuple[int, bytes]] = []
     pos = 0
     end = len(payload)
@@ -330,6 +395,24 @@ def _parse_frames(payload: bytes) -> list[tuple[int, bytes]]:
     return crypto
 
 
+def _parse_google_frames(payload: bytes, crypto_type: int) -> list[tuple[int, bytes]]:
+    """PADDING and CRYPTO (`crypto_type`, varint offset and length as in RFC 9000) frames; stop at any other."""
+    crypto: list[tuple[int, bytes]] = []
+    pos, end = 0, len(payload)
+    for _ in range(MAX_FRAMES_PER_PACKET):
+        while pos < end and payload[pos] == 0:
+            pos += 1
+        if pos >= end or payload[pos] != crypto_type:
+            break
+        offset, pos = _varint(payload, pos + 1, end)
+        length, pos = _varint(payload, pos, end)
+        if offset < 0 or length < 0 or pos + length > end:
+            break
+        crypto.append((offset, payload[pos : pos + length]))
+        pos += length
+    return crypto
+
+
 def _parse_datagram(datagram: bytes, key_dcid: bytes | None) -> list[InitialPacket]:
     packets: list[InitialPacket] = []
     pos = 0
@@ -341,7 +424,7 @@ def _parse_datagram(datagram: bytes, key_dcid: bytes | None) -> list[InitialPack
             break  # unknown version or lengths that do not hold together: nothing safe to walk
         if header.pn_offset < 0:
             break  # Retry
-        if header.packet_type == VERSIONS[header.version].initial_type:
+        if header.packet_type == version_params(header.version).initial_type:  # type: ignore[union-attr]
             packets.append(_open_initial(datagram, header, key_dcid))
         pos = header.end
     return packets
@@ -352,13 +435,19 @@ def _open_initial(datagram: bytes, header: _LongHeader, key_dcid: bytes | None) 
     if header.end - header.pn_offset < 20:
         packet.status = STATUS_NOT_QUIC  # too short for a packet number, sample and tag
         return packet
-    keys = client_initial_keys(header.version, header.dcid if key_dcid is None else key_dcid)
-    opened = _remove_protection(datagram, header, keys) if keys is not None else None
-    if opened is None:
+    params = version_params(header.version)
+    dcid = header.dcid if key_dcid is None else key_dcid
+    opened = None
+    for attempt in range(len(params.salts) if params is not None else 0):
+        keys = client_initial_keys(header.version, dcid, attempt)
+        opened = _remove_protection(datagram, header, keys) if keys is not None else None
+        if opened is not None:
+            break
+    if opened is None or params is None:
         packet.status = STATUS_DECRYPT_FAILED
         return packet
     packet.packet_number, plaintext = opened
-    packet.crypto = _parse_frames(plaintext)
+    packet.crypto = _parse_frames(plaintext, params.crypto_frame)
     return packet
 
 
@@ -543,6 +632,12 @@ class QuicInitialAssembler:
         stream = conn.contiguous
         if len(stream) < 4:
             return None
+        params = version_params(conn.version)
+        if params is not None and params.handshake == HANDSHAKE_CHLO:
+            chlo = parse_chlo(bytes(stream))
+            if chlo is None:
+                return ClientHello(Status.NOT_MINE)
+            return None if chlo.status is Status.NEED_MORE else chlo
         needed = 4 + int.from_bytes(stream[1:4], "big")
         if stream[0] != 1 or needed > self.max_crypto_bytes:
             self.stats.over_limit += needed > self.max_crypto_bytes
@@ -561,12 +656,22 @@ class QuicInitialAssembler:
         return hello
 
     def partial(self, key: Hashable) -> ClientHello | None:
-        """Best effort for a client whose hello never completed (a lost packet): the fields the
-        contiguous prefix holds, status NEED_MORE; None if nothing is pending for `key`."""
+        """What a client's hello that never completed (a lost packet) still says, status NEED_MORE;
+        None if nothing is pending for `key`.
+
+        The pieces on both sides of a hole are walked structurally (`parse_client_hello_pieces`):
+        a field is reported only if all its bytes arrived.
+        """
         conn = self._connections.get(key)
         if conn is None or conn.done or not conn.contiguous:
             return None
-        return parse_client_hello_message(bytes(conn.contiguous))
+        params = version_params(conn.version)
+        if params is not None and params.handshake == HANDSHAKE_CHLO:
+            return parse_chlo(bytes(conn.contiguous))
+        if not conn.pending:
+            return parse_client_hello_message(bytes(conn.contiguous))
+        pieces = [(0, bytes(conn.contiguous)), *conn.pending.items()]
+        return parse_client_hello_pieces(pieces)
 
     def _drop(self, key: Hashable) -> None:
         conn = self._connections.pop(key, None)

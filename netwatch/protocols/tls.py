@@ -310,6 +310,128 @@ def parse_client_hello_message(msg: bytes, *, transport: str = "q") -> ClientHel
         return ClientHello(Status.INVALID)
 
 
+MAX_PIECES = 256  # pieces (CRYPTO frames, TCP segments) of one hello with holes
+
+
+def _merged_ranges(pieces: list[tuple[int, bytes]], total: int) -> tuple[bytearray, list[tuple[int, int]]]:
+    """The pieces laid out in a buffer of `total` bytes (holes zero), and the sorted covered ranges."""
+    buffer = bytearray(total)
+    ranges: list[tuple[int, int]] = []
+    for offset, data in sorted(pieces)[:MAX_PIECES]:
+        end = min(total, offset + len(data))
+        if offset < 0 or offset >= end:
+            continue
+        buffer[offset:end] = data[: end - offset]
+        if ranges and offset <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((offset, end))
+    return buffer, ranges
+
+
+def _covered(ranges: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether every byte of [start, end) was seen (ranges are merged, so one range must hold it)."""
+    return any(first <= start and end <= last for first, last in ranges)
+
+
+def parse_client_hello_pieces(pieces: list[tuple[int, bytes]], *, transport: str = "q") -> ClientHello | None:
+    """A ClientHello handshake message of which only some byte ranges were seen (a lost packet).
+
+    `pieces` are (offset in the handshake message, bytes). The message is walked structurally:
+    every length field on the way (session id, cipher suites, compression, extensions block, each
+    extension header) must have been seen; the body of an extension is only needed when it is one
+    netwatch reads (server_name, ALPN, supported_versions, signature_algorithms) and is skipped by its
+    length when its bytes are missing. A field is reported only when all its bytes were seen: there is
+    no guessing. The walk stops at the first length field that lies in a hole. The result's status is
+    NEED_MORE (OK via `parse_client_hello_message` when the pieces cover the whole message), never JA4;
+    None when the handshake header itself is missing. Bounds: MAX_CLIENT_HELLO, MAX_PIECES pieces,
+    MAX_EXTENSIONS extensions. Never raises.
+    """
+    try:
+        return _parse_pieces(pieces, transport)
+    except Exception:  # a parser of hostile bytes must not take the pipeline down
+        return ClientHello(Status.INVALID)
+
+
+def _parse_pieces(pieces: list[tuple[int, bytes]], transport: str) -> ClientHello | None:
+    header = next((data for offset, data in pieces if offset == 0 and len(data) >= _HANDSHAKE_HEADER), None)
+    if header is None:
+        return None
+    if header[0] != _HANDSHAKE_CLIENT_HELLO:
+        return ClientHello(Status.NOT_MINE)
+    length = (header[1] << 16) | (header[2] << 8) | header[3]
+    if length > MAX_CLIENT_HELLO:
+        return ClientHello(Status.INVALID)
+    total = _HANDSHAKE_HEADER + length
+    data, ranges = _merged_ranges(pieces, total)
+    if _covered(ranges, 0, total):
+        return parse_client_hello_message(bytes(data), transport=transport)
+    data = bytes(data)
+    hello = ClientHello(Status.NEED_MORE, needed=total)
+    extensions: list[int] = []
+    alpn: list[str] = []
+    try:
+        _walk_pieces(data, ranges, total, hello, extensions, alpn)
+    except _Malformed:
+        return ClientHello(Status.INVALID)
+    hello.extensions = tuple(extensions)
+    hello.alpn = tuple(alpn)
+    return hello
+
+
+def _walk_pieces(data: bytes, ranges: list[tuple[int, int]], end: int, hello: ClientHello,
+                 extensions: list[int], alpn: list[str]) -> None:
+    """The ClientHello body of `_parse_body`, reading only bytes in `ranges`; returns where a hole stops it."""
+    pos = _HANDSHAKE_HEADER
+    if not _covered(ranges, pos, pos + 2):
+        return
+    hello.legacy_version = (data[pos] << 8) | data[pos + 1]
+    if hello.legacy_version >> 8 != 3:
+        raise _Malformed
+    pos += 34  # legacy_version, random (not needed)
+    if not _covered(ranges, pos, pos + 1):
+        return
+    if data[pos] > 32:
+        raise _Malformed
+    pos += 1 + data[pos]
+    if not _covered(ranges, pos, pos + 2):
+        return
+    cipher_len = (data[pos] << 8) | data[pos + 1]
+    if cipher_len < 2 or cipher_len & 1 or pos + 2 + cipher_len > end:
+        raise _Malformed
+    if _covered(ranges, pos + 2, pos + 2 + cipher_len):
+        hello.cipher_suites = _u16_tuple(data, pos + 2, cipher_len)
+    pos += 2 + cipher_len
+    if not _covered(ranges, pos, pos + 1):
+        return
+    if data[pos] < 1:
+        raise _Malformed
+    pos += 1 + data[pos]
+    if not _covered(ranges, pos, pos + 2):
+        return
+    block_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if block_end != end:
+        raise _Malformed  # the extensions block must end where the message does
+    pos += 2
+    for _ in range(MAX_EXTENSIONS):
+        if pos >= block_end or not _covered(ranges, pos, pos + 4):
+            return
+        ext_type, ext_len = _UNPACK_TWO_U16(data, pos)
+        pos += 4
+        ext_end = pos + ext_len
+        if ext_end > block_end:
+            raise _Malformed
+        extensions.append(ext_type)
+        if ext_type == EXT_ENCRYPTED_CLIENT_HELLO:
+            hello.ech = True
+        elif ext_type in _PARSED_EXTENSIONS and _covered(ranges, pos, ext_end):
+            if ext_type == EXT_SERVER_NAME:
+                _server_name(data, pos, ext_end, hello)
+            elif ext_type == EXT_ALPN:
+                _alpn(data, pos, ext_end, hello, alpn)
+        pos = ext_end
+
+
 def _stream_needed(record_end: int, missing_after_record: int) -> int:
     """Smallest stream length that could complete the message: a later record adds a header."""
     if missing_after_record <= 0:
