@@ -143,3 +143,13 @@ def match_command(queries: tuple[str, ...], overlays: tuple[Path, ...], policy: 
             click.echo(f"  beat: {_describe(beaten)}")
         if exp.resolver:
             click.echo(f"  encrypted-DNS resolver: {exp.resolver}")
+
+
+def _attach_export() -> None:
+    """`netwatch signatures export` lives in netwatch.export; attached here so it shows in this group."""
+    from netwatch.export.cli import export_command
+
+    signatures_group.add_command(export_command)
+
+
+_attach_export()
