@@ -92,20 +92,36 @@ class _Progress:
         click.echo("\r" + " " * 70 + "\r", err=True, nl=False)
 
 
+forward_state_dir_options = [
+    click.option("--forward-state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Directory of the durable forwarding queue (default: ~/.local/state/netwatch)."),
+    click.option("--forward-state", "forward_state_alias", type=click.Path(file_okay=False, path_type=Path),
+                 default=None, hidden=True),  # the option's first spelling, kept working
+]
+
+
+def _with_options(options: list[Any]) -> Any:
+    def apply(function: Any) -> Any:
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return apply
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default=None,
               help="Output format (default: table on a terminal, jsonl otherwise).")
-@click.option("--all", "emit_all", is_flag=True, help="Also emit an observation for every extracted name.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the output to FILE instead of standard output.")
+@click.option("--all", "emit_all", is_flag=True,
+              help="Also report every other name seen (events in jsonl/csv, names per device in the table).")
+@click.option("-o", "--output", metavar="FILE", default=None,
+              help="Write the output to FILE instead of standard output (created mode 0640 minus the umask).")
 @signatures_option
 @policy_option
 @min_confidence_option
 @click.option("--forward", "forward_urls", multiple=True, metavar="URL",
               help="Also send alerts to a SIEM (syslog+tcp://HOST:PORT, hec+https://..., see docs/siem.md).")
-@click.option("--forward-state", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory of the durable forwarding queue (default: ~/.local/state/netwatch).")
+@_with_options(forward_state_dir_options)
 @click.option("--forward-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for forwarders to deliver before exiting.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line on stderr.")
@@ -113,14 +129,16 @@ class _Progress:
               help="The files are consecutive slices of one capture (rotated files): flows carry over.")
 def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str | None,
          overlays: tuple[Path, ...], policy: str | None, min_confidence: str | None,
-         forward_urls: tuple[str, ...], forward_state: Path | None, forward_timeout: float, quiet: bool,
-         continuous: bool) -> None:
+         forward_urls: tuple[str, ...], forward_state_dir: Path | None, forward_state_alias: Path | None,
+         forward_timeout: float, quiet: bool, continuous: bool) -> None:
     """Analyse pcap/pcapng captures (files, directories, '-' for stdin; gzip is fine).
 
-    Exit status: 0 nothing found, 1 at least one alert, 2 usage or input error.
+    Ctrl-C ends the scan early and reports what was analysed until then.
+
+    Exit status: 0 nothing found, 1 at least one alert, 2 usage, input or output error.
     """
+    from netwatch.outputs.destination import OutputError, open_output
     from netwatch.pipeline import Pipeline, default_observer
-    from netwatch.scan import input_size, scan_paths
 
     sigset = load_signatures_or_exit(overlays, policy)
     if fmt is None:
@@ -130,33 +148,79 @@ def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str |
                             observer=default_observer("analyzer"))
     except ValueError as exc:
         fail(str(exc))
+    try:
+        out = open_output(output)
+    except OutputError as exc:
+        fail(str(exc))
 
+    state_dir = forward_state_dir or forward_state_alias
+    try:
+        summary = _scan_to(out, inputs, pipeline, fmt, emit_all, quiet, (forward_urls, state_dir, forward_timeout),
+                           {"continuous": continuous})
+    except OutputError as exc:
+        out.abandon()
+        if exc.broken_pipe:  # the reader is gone (`| head`): stop quietly, as tools ended by SIGPIPE do
+            sys.exit(EXIT_BROKEN_PIPE)
+        fail(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C: the user does not want the summary either
+        out.abandon()
+        click.echo("netwatch: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    _report_scan(summary, pipeline, fmt, quiet)
+
+
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+EXIT_INTERRUPTED = 128 + 2  # ... and by SIGINT
+
+
+def _scan_to(out: Any, inputs: tuple[str, ...], pipeline: Any, fmt: str, emit_all: bool, quiet: bool,
+             forwarding: tuple[tuple[str, ...], Path | None, float], scan_options: dict[str, Any]) -> Any:
+    """Run the scan writing to `out`; returns the summary. Write errors raise OutputError.
+
+    `forwarding` is (URLs, queue directory, seconds to wait); `scan_options` go to scan_paths as they are.
+    """
+    from netwatch.scan import Interruption, input_size, scan_paths
+
+    forward_urls, state_dir, forward_timeout = forwarding
     with ExitStack() as stack:
-        out: IO[str] = (stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
-                        if output else sys.stdout)
-        forwarders = _start_forwarders(forward_urls, forward_state, stack) if forward_urls else None
-        sink = _event_sink(fmt, out, forwarders)
+        forwarders = _start_forwarders(forward_urls, state_dir, stack) if forward_urls else None
+        seen = None
+        if fmt == "table" and emit_all:
+            from netwatch.outputs.table import SeenNames
+
+            seen = SeenNames()
+        sink = _event_sink(fmt, out, forwarders, seen)
         progress = None
         if not quiet and sys.stderr.isatty():
             progress = _Progress(sum(input_size(p) for p in inputs))
-        summary = scan_paths(inputs, pipeline, sink, progress=progress, continuous=continuous)
+        with Interruption().installed() as interruption:
+            summary = scan_paths(inputs, pipeline, sink, progress=progress, interruption=interruption,
+                                 **scan_options)
         if progress is not None:
             progress.close()
         if fmt == "table":
             from netwatch.outputs.table import write_table
 
             write_table(out, pipeline.inventory.devices(), summary, policy=pipeline._policy,
-                        version=pipeline._ruleset_version, show_all=emit_all)
-        out.flush()
+                        version=pipeline._ruleset_version, show_all=emit_all, seen=seen)
+        out.close()
         if forwarders is not None and not forwarders.flush(forward_timeout):
             click.echo("netwatch: warning: some alerts are not delivered yet; they stay queued in "
-                       f"{forward_state or _default_state_dir()} for the next run", err=True)
+                       f"{state_dir or _default_state_dir()} for the next run", err=True)
+    return summary
 
+
+def _report_scan(summary: Any, pipeline: Any, fmt: str, quiet: bool) -> None:
+    """Errors, warnings and notes on stderr, the summary line, then exit by the scan's status."""
     for report in summary.files:
         if report.error:
             click.echo(f"netwatch: {report.error}", err=True)
+        elif report.note:
+            click.echo(f"netwatch: note: {report.path}: {report.note}", err=True)
     for warning in summary.warnings:
         click.echo(f"netwatch: warning: {warning.path}: {warning.message}", err=True)
+    if summary.interrupted and fmt != "table":
+        click.echo("netwatch: interrupted (Ctrl-C): the results cover the input read until then", err=True)
     if not quiet and fmt != "table":
         counters = summary.counters
         click.echo(
@@ -189,8 +253,8 @@ def _start_forwarders(urls: tuple[str, ...], state_dir: Path | None, stack: Exit
     return forwarders
 
 
-def _event_sink(fmt: str, out: IO[str], forwarders: Any) -> Any:
-    """The per-event callback: write the event in the chosen format, forward alerts."""
+def _event_sink(fmt: str, out: IO[str], forwarders: Any, seen: Any = None) -> Any:
+    """The per-event callback: write the event in the chosen format (or collect names for the table), forward alerts."""
     if fmt == "jsonl":
         from netwatch.outputs.jsonl import dumps_event
 
@@ -201,6 +265,8 @@ def _event_sink(fmt: str, out: IO[str], forwarders: Any) -> Any:
         from netwatch.outputs.csv import CsvWriter
 
         write = CsvWriter(out).write
+    elif seen is not None:
+        write = seen.add
     else:
         def write(event: dict[str, Any]) -> None:
             return None

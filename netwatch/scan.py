@@ -8,14 +8,17 @@ does not grow with the size of the input. One bad file never stops the others.
 from __future__ import annotations
 
 import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, BinaryIO
 
 from netwatch._fastpath import FlowFilter
 from netwatch.capture.errors import CaptureError, CaptureWarning, NotACaptureError
-from netwatch.capture.files import iter_capture_paths, open_capture
+from netwatch.capture.files import iter_capture_paths, not_a_regular_file, open_capture
 from netwatch.parallel.merge import absorb_devices, add_counters
 from netwatch.pipeline import Pipeline
 
@@ -35,6 +38,7 @@ class FileReport:
     warnings: list[CaptureWarning] = field(default_factory=list)
     error: str | None = None  # the input could not be read at all
     skipped: str | None = None  # found while walking a directory, not a capture
+    note: str | None = None  # why it was skipped, worth telling the user (not an error)
 
 
 @dataclass(slots=True)
@@ -48,6 +52,7 @@ class ScanSummary:
     seconds: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
     filter_stats: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by Ctrl-C: the totals cover the input read until then
 
     @property
     def alerts(self) -> int:
@@ -60,6 +65,34 @@ class ScanSummary:
     @property
     def warnings(self) -> list[CaptureWarning]:
         return [warning for report in self.files for warning in report.warnings]
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) during a scan: finish the packet in hand, then report what was analysed.
+
+    While a packet is being analysed the handler only sets `requested`, so no device or flow is
+    left half-updated; while the scan waits for input (a pipe from tcpdump can stay silent for
+    long) it raises KeyboardInterrupt to end the wait. A second Ctrl-C is not softened.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.waiting = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.waiting or self.requested:
+            self.requested = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[Interruption]:
+        """This handler for SIGINT inside the block (main thread only), the previous one after it."""
+        previous = signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def new_flow_filter(size: int = 0) -> FlowFilter:
@@ -87,6 +120,7 @@ def scan_paths(
     flow_filter: FlowFilter | None = None,
     progress: ProgressHook | None = None,
     continuous: bool = False,
+    interruption: Interruption | None = None,
 ) -> ScanSummary:
     """Analyse every capture named in `paths` (files, directories, '-' for stdin).
 
@@ -95,7 +129,9 @@ def scan_paths(
     loses nor borrows names, and the result equals the union of per-file scans. The per-file
     device inventories are merged into `pipeline.inventory`. With `continuous`, the files are
     slices of one capture (rotated files, in the order given) and flow state carries over.
-    A caller-supplied `flow_filter` is used for every file.
+    A caller-supplied `flow_filter` is used for every file. With an installed `interruption`,
+    Ctrl-C ends the scan early but normally: what was read so far is flushed and summarised
+    (`summary.interrupted`).
     """
     started = time.perf_counter()
     summary = ScanSummary()
@@ -103,11 +139,15 @@ def scan_paths(
     for path, explicit in iter_capture_paths(paths):
         file_pipeline = pipeline if continuous else pipeline.fresh()
         file_filter = shared_filter or new_flow_filter(_plain_size(path))
-        report = scan_file(path, explicit, file_pipeline, sink, file_filter, progress, flush=not continuous)
+        report = scan_file(path, explicit, file_pipeline, sink, file_filter, progress, flush=not continuous,
+                           interruption=interruption)
         summary.files.append(report)
         if not continuous:
             merge_file_result(summary, pipeline, file_pipeline.inventory.devices(), file_pipeline.counters(),
                               file_filter.stats())
+        if interruption is not None and interruption.requested:
+            summary.interrupted = True
+            break
     if continuous:
         for event in pipeline.flush():
             sink(event)
@@ -132,10 +172,11 @@ def merge_file_result(summary: ScanSummary, pipeline: Pipeline, devices: list, c
 
 def scan_file(path: str, explicit: bool, pipeline: Pipeline, sink: EventSink, flow_filter: FlowFilter,
               progress: ProgressHook | None = None, *, flush: bool = True,
-              fileobj: BinaryIO | None = None) -> FileReport:
+              fileobj: BinaryIO | None = None, interruption: Interruption | None = None) -> FileReport:
     """Analyse one capture with the given pipeline; `flush` settles its waiting connections at the end."""
     report = FileReport(path=path)
-    _scan_one(path, explicit, report, pipeline, sink, flow_filter, progress, fileobj)
+    _scan_one(path, explicit, report, pipeline, sink, flow_filter, progress, fileobj,
+              interruption if interruption is not None else Interruption())
     if flush:
         for event in pipeline.flush():
             sink(event)
@@ -150,7 +191,13 @@ def _plain_size(path: str) -> int:
 
 
 def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline, sink: EventSink,
-              flow_filter: FlowFilter, progress: ProgressHook | None, fileobj: BinaryIO | None = None) -> None:
+              flow_filter: FlowFilter, progress: ProgressHook | None, fileobj: BinaryIO | None,
+              interruption: Interruption) -> None:
+    if not explicit:
+        kind = not_a_regular_file(path)
+        if kind is not None:  # a FIFO would block the walk forever, a device may never end
+            report.skipped = report.note = f"skipped, {kind} is not a capture file"
+            return
     try:
         capture = open_capture(path, flow_filter=flow_filter, fileobj=fileobj)
     except NotACaptureError as exc:
@@ -166,14 +213,27 @@ def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline,
     report.format = capture.format
     process = pipeline.process
     next_progress = 0
+    count = 0
     try:
         with capture:
-            for count, pkt in enumerate(capture, 1):
+            packets = iter(capture)
+            while not interruption.requested:
+                interruption.waiting = True  # Ctrl-C may now end a blocked read
+                try:
+                    pkt = next(packets)
+                except StopIteration:
+                    break
+                finally:
+                    interruption.waiting = False
                 for event in process(pkt):
                     sink(event)
+                count += 1
                 if progress is not None and count >= next_progress:
                     progress(path, capture.bytes_read)
                     next_progress = count + 4096
+    except KeyboardInterrupt:  # Interruption.handle ending a blocked read: stop here, keep the rest
+        if not interruption.requested:
+            raise  # no Interruption installed: the default handler's Ctrl-C
     except OSError as exc:  # a read error mid-file: keep what was analysed
         report.warnings.append(CaptureWarning(path, capture.bytes_read, f"read error: {exc}"))
     finally:

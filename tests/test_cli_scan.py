@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import io
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import stat
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +241,248 @@ def test_signature_overlay_and_bad_signature_file(tmp_path: Path) -> None:
 def test_usage_error_is_exit_2() -> None:
     proc = run_scan("--format", "xml", "pcaps/clean.pcap")
     assert proc.returncode == 2
+
+
+# -- output errors, closed pipes, Ctrl-C, directory walks, memory --------------------------------
+
+
+def _assert_clean_output_error(proc: subprocess.CompletedProcess, name: str, reason: str) -> None:
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert f"netwatch: cannot write {name}: {reason}" in stderr.splitlines(), stderr
+    assert "Traceback" not in stderr and "read error" not in stderr, stderr
+
+
+def test_output_into_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "dir" / "out.jsonl"
+    proc = run_scan("pcaps/office-lan.pcap", "-o", str(target))
+    _assert_clean_output_error(proc, str(target), "No such file or directory")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full is missing (not Linux?)")
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "table"])
+def test_a_full_disk_blames_the_output_not_the_input(fmt: str) -> None:
+    proc = run_scan("pcaps/office-lan.pcap", "--format", fmt, "-o", "/dev/full")
+    _assert_clean_output_error(proc, "/dev/full", "No space left on device")
+    with open("/dev/full", "w") as full:  # standard output on a full disk
+        proc = subprocess.run([sys.executable, "-m", "netwatch.cli", "scan", "pcaps/office-lan.pcap", "--format", fmt],
+                              stdout=full, stderr=subprocess.PIPE, cwd=REPO, timeout=120)
+    _assert_clean_output_error(proc, "standard output", "No space left on device")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "table"])
+def test_a_closed_pipe_ends_the_scan_quietly(fmt: str) -> None:
+    """`netwatch scan ... | head -1`: no message, the status a shell shows for a tool ended by SIGPIPE."""
+    # three passes over the sample: more output than a pipe buffers, so writing really hits the closed pipe
+    args = ["pcaps/office-lan.pcap"] * 3 + ["--all", "--format", fmt]
+    with subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", *args], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        status = proc.wait(timeout=120)
+    assert first.strip()
+    if fmt == "table":  # the table is written at the end and may fit the pipe: either way, no noise
+        assert status in (1, 141), stderr
+    else:
+        assert status == 141, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr and "Exception" not in stderr, stderr
+    assert "netwatch:" not in stderr, stderr
+
+
+def test_output_files_are_not_world_readable(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "netwatch.cli", "scan", "pcaps/office-lan.pcap", "-o", str(out)],
+                          capture_output=True, cwd=REPO, timeout=120, preexec_fn=lambda: os.umask(0o022))
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0640 asked, the umask 022 takes nothing more away
+    strict = tmp_path / "strict.jsonl"
+    subprocess.run([sys.executable, "-m", "netwatch.cli", "scan", "pcaps/office-lan.pcap", "-o", str(strict)],
+                   capture_output=True, cwd=REPO, timeout=120, preexec_fn=lambda: os.umask(0o077))
+    assert stat.S_IMODE(strict.stat().st_mode) == 0o600
+
+
+def _wait_until_blocked_reading_stdin(pid: int, pipe_fd: int) -> None:
+    """Until netwatch has read everything in the pipe and sleeps in read(0, ...)."""
+    syscall_file = Path(f"/proc/{pid}/syscall")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        unread = struct.unpack("i", fcntl.ioctl(pipe_fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        try:
+            fields = syscall_file.read_text().split()
+        except OSError:
+            pytest.skip("/proc/PID/syscall is not readable here")
+        if unread == 0 and len(fields) > 1 and fields[0] == str(_READ_SYSCALL) and int(fields[1], 16) == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("netwatch never waited for more input")
+
+
+_READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(os.uname().machine)
+
+
+@pytest.mark.skipif(_READ_SYSCALL is None, reason="read(2) syscall number unknown on this architecture")
+@pytest.mark.parametrize("fmt", ["table", "jsonl"])
+def test_ctrl_c_on_a_pipe_reports_what_was_analysed(tmp_path: Path, fmt: str) -> None:
+    """`tcpdump -w - | netwatch scan -` stopped with Ctrl-C: the findings so far, flushed, usual status."""
+    writer_code = ("import sys, time; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read()); "
+                   "sys.stdout.flush(); time.sleep(120)")  # like tcpdump: the pipe stays open
+    out = tmp_path / f"out.{fmt}"
+    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(SAMPLES / "office-lan.pcap")],
+                              stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None
+        scan = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-", "--format", fmt, "-o", str(out)],
+                                stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        _wait_until_blocked_reading_stdin(scan.pid, writer.stdout.fileno())
+        scan.send_signal(signal.SIGINT)
+        _, stderr_bytes = scan.communicate(timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    stderr = stderr_bytes.decode()
+    assert scan.returncode == 1, stderr  # the usual status: alerts were found
+    assert "Aborted" not in stderr and "Traceback" not in stderr, stderr
+    expected = truth("office-lan")
+    if fmt == "table":
+        text = out.read_text()
+        assert "Totals: 5 device(s) with alerts, 16 alert event(s)" in text, text
+        assert "246 packets" in text and "interrupted (Ctrl-C)" in text, text
+    else:
+        events = [json.loads(line) for line in out.read_text().splitlines()]
+        alerts = {e["netwatch"]["device"]["id"] for e in events if e["event"]["kind"] == "alert"}
+        assert len([e for e in events if e["event"]["kind"] == "alert"]) == 16
+        assert set(expected["devices"]) <= alerts | {d for d, v in expected["devices"].items() if not v["apps"]}
+        assert "interrupted (Ctrl-C)" in stderr and "16 alert(s)" in stderr, stderr
+
+
+def test_ctrl_c_without_alerts_exits_zero(tmp_path: Path) -> None:
+    writer_code = ("import sys, time; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read()); "
+                   "sys.stdout.flush(); time.sleep(120)")
+    if _READ_SYSCALL is None:
+        pytest.skip("read(2) syscall number unknown on this architecture")
+    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(SAMPLES / "clean.pcap")], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None
+        scan = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-", "--format", "jsonl"],
+                                stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        _wait_until_blocked_reading_stdin(scan.pid, writer.stdout.fileno())
+        scan.send_signal(signal.SIGINT)
+        _, stderr = scan.communicate(timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert scan.returncode == 0, stderr.decode()
+    assert "54 packets" in stderr.decode()
+
+
+def test_directory_walk_skips_fifos_and_sockets_and_follows_directory_links_once(tmp_path: Path) -> None:
+    caps = tmp_path / "caps"
+    caps.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(SAMPLES / "office-lan.pcap", elsewhere / "linked.pcap")
+    (caps / "to-elsewhere").symlink_to(elsewhere, target_is_directory=True)
+    (caps / "again").symlink_to(elsewhere, target_is_directory=True)  # the same directory a second time
+    (elsewhere / "loop").symlink_to(caps, target_is_directory=True)  # and a loop back up
+    os.mkfifo(caps / "a.fifo")  # opening it would block forever: nobody writes to it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(caps / "s.sock"))
+    try:
+        proc = run_scan(str(caps), "--format", "jsonl")
+    finally:
+        sock.close()
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr  # the alerts of the capture behind the link; no error
+    files = {e["netwatch"]["capture"]["file"] for e in jsonl(proc)}
+    assert len(files) == 1 and files.pop().endswith("linked.pcap"), stderr
+    assert "16 alert(s)" in stderr  # read once, not once per link
+    assert f"netwatch: note: {caps / 'a.fifo'}: skipped, a FIFO is not a capture file" in stderr, stderr
+    assert f"netwatch: note: {caps / 's.sock'}: skipped, a socket is not a capture file" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_fifo_named_on_the_command_line_is_read(tmp_path: Path) -> None:
+    """Process substitution (`netwatch scan <(zcat x.pcap.gz)`) hands over a FIFO: named ones are read."""
+    fifo = tmp_path / "named.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{SAMPLES / 'office-lan.pcap'}' > '{fifo}'"])
+    try:
+        proc = run_scan(str(fifo), "--format", "jsonl")
+    finally:
+        writer.wait(timeout=60)
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert len([e for e in jsonl(proc) if e["event"]["kind"] == "alert"]) == 16
+
+
+def _peak_rss_kib(args: list[str]) -> int:
+    """Peak resident memory of one real scan process, from the kernel's rusage of that child."""
+    proc = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", *args, "--format", "jsonl"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode in (0, 1), proc.returncode
+    return usage.ru_maxrss  # KiB on Linux
+
+
+@pytest.mark.slow
+def test_a_gzip_bomb_record_costs_its_buffer_only(tmp_path: Path) -> None:
+    """A 120 MiB record in a ~120 KB gzip: memory grows by about the record, not three times it."""
+    record = 120 << 20
+    bomb = tmp_path / "bomb.pcap.gz"
+    frame_head = bytes.fromhex("020202020202 040404040404 0800 4500001c000000004011000" "0c0000201c0000202")
+    with gzip.open(bomb, "wb", compresslevel=6) as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0x7FFFFFFF, 1))
+        out.write(struct.pack("<IIII", 1, 0, record, record) + frame_head)
+        zeros, left = bytes(1 << 20), record - len(frame_head)
+        while left:
+            out.write(zeros[:left])
+            left -= min(left, len(zeros))
+    baseline = _peak_rss_kib(["pcaps/clean.pcap"])
+    peak = _peak_rss_kib([str(bomb)])
+    growth = (peak - baseline) * 1024
+    assert growth < 1.5 * record, f"peak RSS {peak} KiB, baseline {baseline} KiB"
+
+
+# -- --all in the table, option names, error messages -------------------------------------------
+
+
+def test_all_in_the_table_lists_the_names_under_each_device() -> None:
+    proc = run_scan("pcaps/office-lan.pcap", "--format", "table", "--all")
+    assert proc.returncode == 1, proc.stderr.decode()
+    blocks = {block.split("  ", 1)[0]: block for block in proc.stdout.decode().split("\n\n")}
+    alice = blocks["alice-laptop"]
+    assert re.search(r"^  seen   www\.example\.com +dns_query=1 tls_sni=1$", alice, re.M), alice
+    assert re.search(r"^  seen   update\.microsoft\.com ", alice, re.M), alice
+    assert "www.wikipedia.org" not in alice  # each name under the device that used it
+    assert re.search(r"^  seen   www\.wikipedia\.org ", blocks["reception-pc"], re.M)
+    assert re.search(r"^  seen   www\.wikipedia\.org ", blocks["bob-iphone"], re.M)
+    without_all = run_scan("pcaps/office-lan.pcap", "--format", "table").stdout.decode()
+    assert "  seen   " not in without_all
+
+
+def test_forward_state_dir_is_the_option_and_forward_state_a_hidden_alias(tmp_path: Path) -> None:
+    help_text = run_scan("--help").stdout.decode()
+    assert "--forward-state-dir" in help_text
+    assert "--forward-state " not in help_text and "--forward-state," not in help_text
+    for option in ("--forward-state-dir", "--forward-state"):
+        queue = tmp_path / option.strip("-")
+        target = tmp_path / f"{option.strip('-')}.jsonl"
+        proc = run_scan("pcaps/office-lan.pcap", "--format", "jsonl", "--forward", f"file://{target}",
+                        option, str(queue))
+        assert proc.returncode == 1, proc.stderr.decode()
+        assert queue.is_dir() and any(queue.iterdir()), option
+        assert len(target.read_text().splitlines()) == 16
+
+
+def test_errors_without_a_file_carry_no_placeholder_location(tmp_path: Path) -> None:
+    proc = run_scan("pcaps/office-lan.pcap", "--policy", "nosuchpolicy")
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == "netwatch: unknown policy 'nosuchpolicy' (known: eo13971)\n"
+    missing = tmp_path / "nonexistdir"
+    check = subprocess.run([sys.executable, "-m", "netwatch.cli", "signatures", "check", str(missing)],
+                           capture_output=True, cwd=REPO, timeout=60)
+    text = (check.stdout + check.stderr).decode()
+    assert f"{missing}: error: signature directory does not exist" in text, text
+    assert ":0:" not in text

@@ -31,6 +31,9 @@
 
 #define MAX_BLOCK_BYTES (128u * 1024u * 1024u) /* sane upper bound of one record/block */
 #define MIN_CAPLEN_BOUND 262144u                /* libpcap's MAXIMUM_SNAPLEN */
+/* Bytes of one frame handed to Python: no real link carries more (libpcap's MAXIMUM_SNAPLEN), and a
+ * hostile record of up to MAX_BLOCK_BYTES then costs its read buffer only, not a second copy. */
+#define MAX_PACKET_BYTES MIN_CAPLEN_BOUND
 #define MAX_INTERFACES 65536u                   /* pcapng interfaces per section */
 #define MAX_TUNNEL_DEPTH 4                      /* nested encapsulations followed */
 #define MAX_VLAN_TAGS 8
@@ -121,7 +124,8 @@ static int append_packet(PyObject *list, uint64_t frame, double ts, uint32_t lin
     PyObject *f = PyLong_FromUnsignedLongLong(frame);
     PyObject *t = PyFloat_FromDouble(ts);
     PyObject *l = PyLong_FromUnsignedLong(linktype);
-    PyObject *d = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)len);
+    PyObject *d = PyBytes_FromStringAndSize((const char *)data,
+                                            (Py_ssize_t)(len > MAX_PACKET_BYTES ? MAX_PACKET_BYTES : len));
     if (f == NULL || t == NULL || l == NULL || d == NULL) {
         Py_XDECREF(f);
         Py_XDECREF(t);
@@ -1595,6 +1599,7 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "MAX_RECORD_BYTES", MAX_BLOCK_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_PACKET_BYTES", MAX_PACKET_BYTES) < 0 ||
         PyModule_AddIntConstant(m, "MAX_TUNNEL_DEPTH", MAX_TUNNEL_DEPTH) < 0) {
         Py_DECREF(m);
         return NULL;

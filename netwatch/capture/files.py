@@ -12,6 +12,7 @@ in RSS), and the input is never seeked, so pipes and standard input work.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "FlowFilter",
     "NotACaptureError",
     "iter_capture_paths",
+    "not_a_regular_file",
     "open_capture",
 ]
 
@@ -119,8 +121,9 @@ class _GzipStream:
                     return 0
             data = self._next_input()
             try:
-                # with no input left this flushes what zlib still holds
-                out = self._zlib.decompress(data, len(buffer))
+                # with no input left this flushes what zlib still holds; at most _READ_SIZE bytes
+                # at a time, so a huge record is never held twice (here and in the caller's buffer)
+                out = self._zlib.decompress(data, min(len(buffer), _READ_SIZE))
             except zlib.error as exc:
                 self._done = True
                 self.problem = f"corrupt gzip stream: {exc}"
@@ -172,7 +175,8 @@ class CaptureFile:
         self._stream = stream
         self._filter = flow_filter
         self._framer = Framer()
-        self._buffer = bytearray(max(chunk_size, len(head), 64))
+        self._chunk_size = max(chunk_size, len(head), 64)
+        self._buffer = bytearray(self._chunk_size)
         self._buffer[: len(head)] = head
         self._filled = len(head)
         self._offset = 0  # stream offset of self._buffer[0]
@@ -211,12 +215,13 @@ class CaptureFile:
             with memoryview(self._buffer) as view, view[: self._filled] as data:
                 consumed, _frames, packets, error = framer.feed(data, flow_filter)
             self.admitted += len(packets)
+            if error is None:
+                self._shift(consumed)  # before the packets are handed on: an oversized buffer is freed first
             yield from packets
             if error is not None:
                 where, message = error
                 self._warn(self._offset + where, f"corrupt record at offset {self._offset + where}: {message}")
                 return
-            self._shift(consumed)
             if at_eof:
                 if self._filled and self._stream.problem is None:
                     self._warn(
@@ -241,16 +246,34 @@ class CaptureFile:
         """Move the unconsumed tail to the front of the buffer."""
         if consumed:
             rest = self._filled - consumed
-            self._buffer[:rest] = self._buffer[consumed : self._filled]
+            with memoryview(self._buffer) as view:  # memmove in place: a bytearray slice would copy
+                view[:rest] = view[consumed : self._filled]
             self._filled = rest
             self._offset += consumed
+            if len(self._buffer) > self._chunk_size and rest <= self._chunk_size:
+                self._shrink()
 
     def _grow(self, needed: int) -> None:
         """Make room for one record larger than the buffer (bounded by the C side's record limit)."""
         size = min(max(needed, 2 * len(self._buffer)), _MAX_BUFFER)
         if size <= len(self._buffer):  # cannot happen while the C bounds hold; stop rather than spin
             raise CaptureError(f"{self.name}: record at offset {self._offset} larger than {_MAX_BUFFER} bytes")
-        self._buffer.extend(bytes(size - len(self._buffer)))
+        self._replace_buffer(size)
+
+    def _shrink(self) -> None:
+        """Back to the normal buffer once an oversized record is consumed, so its memory is returned."""
+        self._replace_buffer(max(self._chunk_size, self._filled))
+
+    def _replace_buffer(self, size: int) -> None:
+        """A new buffer of `size` bytes holding the unconsumed tail.
+
+        Peak memory is the old buffer plus the new one; `bytearray.extend(bytes(n))` would also
+        build an n-byte temporary and may copy during reallocation, about three times the record.
+        """
+        bigger = bytearray(size)
+        with memoryview(self._buffer) as view:
+            bigger[: self._filled] = view[: self._filled]
+        self._buffer = bigger
 
     def _warn(self, offset: int, message: str) -> None:
         self.warnings.append(CaptureWarning(self.name, offset, message))
@@ -333,26 +356,67 @@ def _read_head(stream: _Stream, name: str, size: int) -> bytes:
 def iter_capture_paths(args: Sequence[str]) -> Iterator[tuple[str, bool]]:
     """Expand the command-line arguments into capture paths.
 
-    Yields (path, explicit): named arguments (and `-`) with explicit=True, the files found
+    Yields (path, explicit): named arguments (and `-`) with explicit=True, the entries found
     by walking a directory recursively, in sorted order, with explicit=False, so that the
-    caller can skip a non-capture found while walking instead of failing.
+    caller can skip a non-capture found while walking instead of failing (see `not_a_regular_file`).
+    A symbolic link to a directory is followed, but each directory is walked only once, so
+    links that loop end; a directory reached a second time is yielded like a file.
     """
+    walked: set[tuple[int, int]] = set()
     for arg in args:
         if arg != "-" and os.path.isdir(arg):
-            yield from ((path, False) for path in _walk_sorted(arg))
+            yield from ((path, False) for path in _walk_sorted(arg, walked))
         else:
             yield arg, True
 
 
-def _walk_sorted(directory: str) -> Iterator[str]:
-    """Files under `directory` in sorted path order; symlinked directories are not followed (no loops)."""
+def _walk_sorted(directory: str, walked: set[tuple[int, int]]) -> Iterator[str]:
+    """Entries under `directory` in sorted path order, descending into each directory once."""
     try:
+        info = os.stat(directory)
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:
         return
+    walked.add((info.st_dev, info.st_ino))
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk_sorted(entry.path)
+        if _is_unwalked_directory(entry, walked):
+            yield from _walk_sorted(entry.path, walked)
         else:
             yield entry.path
+
+
+def _is_unwalked_directory(entry: os.DirEntry[str], walked: set[tuple[int, int]]) -> bool:
+    try:
+        if not entry.is_dir():  # follows a symbolic link
+            return False
+        info = entry.stat()
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) not in walked
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory already walked (a symbolic link loop or a second link to it)"),
+)
+
+
+def not_a_regular_file(path: str) -> str | None:
+    """Why a path found while walking is no capture to open (None for a regular file).
+
+    Opening a FIFO would block until something writes to it, and a device may never end, so
+    a walk reads regular files only; a capture named on the command line is opened whatever it is.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "vanished while walking"
+    except OSError:
+        return None  # let opening it report the error
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")

@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from netwatch.detect.devices import AppContact, Device
 from netwatch.scan import ScanSummary
 
 _TIER_RANK = {"low": 0, "medium": 1, "high": 2}
+_OBSERVATION = "netwatch.observation"
+
+
+class SeenNames:
+    """For `--all` in the table: every name each device looked up or connected to, with its evidence.
+
+    Fed the same events as the other formats; keeps at most `max_names` names per device and
+    `max_devices` devices (the rest is counted and said), so memory stays bounded on any input.
+    """
+
+    def __init__(self, *, max_names: int = 50, max_devices: int = 100_000) -> None:
+        self.names: dict[str, dict[str, Counter[str]]] = {}
+        self.more: Counter[str] = Counter()  # device id -> names beyond max_names
+        self.devices_dropped = 0
+        self._max_names = max_names
+        self._max_devices = max_devices
+
+    def add(self, event: dict[str, Any]) -> None:
+        nw = event.get("netwatch") or {}
+        if event["event"]["dataset"] != _OBSERVATION or nw.get("evidence") == "dhcp_hostname" or not nw.get("name"):
+            return  # DHCP host names are the device titles already
+        device = nw["device"]["id"]
+        names = self.names.get(device)
+        if names is None:
+            if len(self.names) >= self._max_devices:
+                self.devices_dropped += 1
+                return
+            names = self.names[device] = {}
+        evidence = names.get(nw["name"])
+        if evidence is None:
+            if len(names) >= self._max_names:
+                self.more[device] += 1
+                return
+            evidence = names[nw["name"]] = Counter()
+        evidence[nw["evidence"]] += 1
+
+    def lines(self, device: str) -> list[str]:
+        lines = [f"  seen   {name:<40} {' '.join(f'{kind}={n}' for kind, n in sorted(evidence.items()))}"
+                 for name, evidence in sorted(self.names.get(device, {}).items())]
+        if self.more[device]:
+            lines.append(f"  seen   ... and {self.more[device]} more name(s) (all of them: --format jsonl --all)")
+        return lines
 
 
 def _clock(ts: float) -> str:
@@ -56,8 +99,11 @@ def _blind_spot_lines(device: Device) -> list[str]:
 
 
 def write_table(out: IO[str], devices: list[Device], summary: ScanSummary, *, policy: str, version: str,
-                show_all: bool = False) -> None:
-    """Devices with alerts first (most alerting apps first), then vendor contacts, then totals."""
+                show_all: bool = False, seen: SeenNames | None = None) -> None:
+    """Devices with alerts first (most alerting apps first), then vendor contacts, then totals.
+
+    With `show_all` every device is listed, and with `seen` the other names each one used.
+    """
     def weight(device: Device) -> tuple:
         alerts = [c for c in device.apps.values() if c.alert]
         best = max((_TIER_RANK.get(c.confidence, 0) for c in alerts), default=-1)
@@ -78,7 +124,15 @@ def write_table(out: IO[str], devices: list[Device], summary: ScanSummary, *, po
             out.write(line + "\n")
         if device.vendor_class:
             out.write(f"  dhcp   vendor class {device.vendor_class}\n")
+        for line in seen.lines(device.id) if seen is not None else ():
+            out.write(line + "\n")
         out.write("\n")
+    if seen is not None:  # names of devices the inventory no longer holds (renamed or evicted)
+        listed = {device.id for device in shown}
+        for device_id in sorted(set(seen.names) - listed):
+            out.write(device_id + "\n" + "".join(line + "\n" for line in seen.lines(device_id)) + "\n")
+        if seen.devices_dropped:
+            out.write(f"({seen.devices_dropped} name(s) of more devices not listed; all: --format jsonl)\n\n")
 
     counters = summary.counters
     alerting = sum(1 for d in devices if any(c.alert for c in d.apps.values()))
@@ -90,5 +144,7 @@ def write_table(out: IO[str], devices: list[Device], summary: ScanSummary, *, po
         f"{summary.admitted:,} candidates parsed, {counters.get('malformed', 0):,} malformed skipped, "
         f"{summary.seconds:.2f} s ({rate:,.0f} packets/s)\n"
     )
+    if summary.interrupted:
+        out.write("        interrupted (Ctrl-C): these results cover the input read until then\n")
     if counters.get("internal_errors"):
         out.write(f"        {counters['internal_errors']} packet(s) hit an internal error and were skipped\n")
