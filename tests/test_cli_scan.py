@@ -322,50 +322,17 @@ def _wait_until_blocked_reading_stdin(pid: int, pipe_fd: int) -> None:
 _READ_SYSCALL = {"x86_64": 0, "aarch64": 63}.get(os.uname().machine)
 
 
-@pytest.mark.skipif(_READ_SYSCALL is None, reason="read(2) syscall number unknown on this architecture")
-@pytest.mark.parametrize("fmt", ["table", "jsonl"])
-def test_ctrl_c_on_a_pipe_reports_what_was_analysed(tmp_path: Path, fmt: str) -> None:
-    """`tcpdump -w - | netwatch scan -` stopped with Ctrl-C: the findings so far, flushed, usual status."""
-    writer_code = ("import sys, time; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read()); "
-                   "sys.stdout.flush(); time.sleep(120)")  # like tcpdump: the pipe stays open
-    out = tmp_path / f"out.{fmt}"
-    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(SAMPLES / "office-lan.pcap")],
-                              stdout=subprocess.PIPE)
-    try:
-        assert writer.stdout is not None
-        scan = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-", "--format", fmt, "-o", str(out)],
-                                stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-        _wait_until_blocked_reading_stdin(scan.pid, writer.stdout.fileno())
-        scan.send_signal(signal.SIGINT)
-        _, stderr_bytes = scan.communicate(timeout=60)
-    finally:
-        writer.kill()
-        writer.wait()
-    stderr = stderr_bytes.decode()
-    assert scan.returncode == 1, stderr  # the usual status: alerts were found
-    assert "Aborted" not in stderr and "Traceback" not in stderr, stderr
-    expected = truth("office-lan")
-    if fmt == "table":
-        text = out.read_text()
-        assert "Totals: 5 device(s) with alerts, 16 alert event(s)" in text, text
-        assert "246 packets" in text and "interrupted (Ctrl-C)" in text, text
-    else:
-        events = [json.loads(line) for line in out.read_text().splitlines()]
-        alerts = {e["netwatch"]["device"]["id"] for e in events if e["event"]["kind"] == "alert"}
-        assert len([e for e in events if e["event"]["kind"] == "alert"]) == 16
-        assert set(expected["devices"]) <= alerts | {d for d, v in expected["devices"].items() if not v["apps"]}
-        assert "interrupted (Ctrl-C)" in stderr and "16 alert(s)" in stderr, stderr
-
-
-def test_ctrl_c_without_alerts_exits_zero(tmp_path: Path) -> None:
-    writer_code = ("import sys, time; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read()); "
-                   "sys.stdout.flush(); time.sleep(120)")
+def _scan_a_pipe_then_ctrl_c(sample: str, *args: str) -> tuple[int, str]:
+    """Feed `sample` to `netwatch scan -` from a writer that then keeps the pipe open (like tcpdump),
+    wait until netwatch has read all of it, send SIGINT; returns (status, stderr)."""
     if _READ_SYSCALL is None:
         pytest.skip("read(2) syscall number unknown on this architecture")
-    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(SAMPLES / "clean.pcap")], stdout=subprocess.PIPE)
+    writer_code = ("import sys, time; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read()); "
+                   "sys.stdout.flush(); time.sleep(120)")
+    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(SAMPLES / sample)], stdout=subprocess.PIPE)
     try:
         assert writer.stdout is not None
-        scan = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-", "--format", "jsonl"],
+        scan = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-", *args],
                                 stdin=writer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
         _wait_until_blocked_reading_stdin(scan.pid, writer.stdout.fileno())
         scan.send_signal(signal.SIGINT)
@@ -373,8 +340,32 @@ def test_ctrl_c_without_alerts_exits_zero(tmp_path: Path) -> None:
     finally:
         writer.kill()
         writer.wait()
-    assert scan.returncode == 0, stderr.decode()
-    assert "54 packets" in stderr.decode()
+    return scan.returncode, stderr.decode()
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl"])
+def test_ctrl_c_on_a_pipe_reports_what_was_analysed(tmp_path: Path, fmt: str) -> None:
+    """`tcpdump -w - | netwatch scan -` stopped with Ctrl-C: the findings so far, flushed, usual status."""
+    out = tmp_path / f"out.{fmt}"
+    status, stderr = _scan_a_pipe_then_ctrl_c("office-lan.pcap", "--format", fmt, "-o", str(out))
+    assert status == 1, stderr  # the usual status: alerts were found
+    assert "Aborted" not in stderr and "Traceback" not in stderr, stderr
+    if fmt == "table":
+        text = out.read_text()
+        assert "Totals: 5 device(s) with alerts, 16 alert event(s)" in text, text
+        assert "246 packets" in text and "interrupted (Ctrl-C)" in text, text
+    else:
+        events = [json.loads(line) for line in out.read_text().splitlines()]
+        alerting = {e["netwatch"]["device"]["id"] for e in events if e["event"]["kind"] == "alert"}
+        assert len([e for e in events if e["event"]["kind"] == "alert"]) == 16
+        assert alerting == {mac for mac, device in truth("office-lan")["devices"].items() if device["apps"]}
+        assert "interrupted (Ctrl-C)" in stderr and "16 alert(s)" in stderr, stderr
+
+
+def test_ctrl_c_without_alerts_exits_zero() -> None:
+    status, stderr = _scan_a_pipe_then_ctrl_c("clean.pcap", "--format", "jsonl")
+    assert status == 0, stderr
+    assert "54 packets" in stderr and "interrupted (Ctrl-C)" in stderr, stderr
 
 
 def test_directory_walk_skips_fifos_and_sockets_and_follows_directory_links_once(tmp_path: Path) -> None:
