@@ -43,6 +43,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "sensor": ("netwatch.sensor.cli", "sensor"),
     "devices": ("netwatch.sensor.cli", "devices"),
     "health": ("netwatch.sensor.cli", "health"),
+    "logs": ("netwatch.logs.cli", "logs"),
 }
 
 

@@ -96,6 +96,14 @@ class Pipeline:
             self._internal_error(0, exc)
             return []
 
+    def detect(self, observations: list[Observation]) -> list[dict[str, Any]]:
+        """Events for observations made elsewhere (log readers): detection and ECS only, never raises."""
+        try:
+            return self._detect(observations)
+        except Exception as exc:
+            self._internal_error(observations[0].frame if observations else 0, exc)
+            return []
+
     def _detect(self, observations: list[Observation]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for obs in observations:
