@@ -7,10 +7,12 @@ One unreadable file never stops the others; a line that does not parse is counte
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -104,8 +106,32 @@ def feed(reader: LogReader, lines: list[str], first_lineno: int, pipeline: Pipel
             sink(event)
 
 
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """Fewer garbage collections while reading.
+
+    Every log line makes a few short-lived objects that never form cycles; with the default
+    thresholds the collector runs every few hundred lines and walks the signature set and the
+    inventory each time, which cost more than the parsing (measured: 2-3x slower). Objects alive
+    now (signatures, policy) are frozen out of the collector's sight, and it runs less often.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, *, fmt: str | None = None) -> LogSummary:
     """Read every log named in `inputs` (files, directories, '-' for stdin)."""
+    with few_collections():
+        return _read_logs(inputs, pipeline, sink, fmt)
+
+
+def _read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, fmt: str | None) -> LogSummary:
     started = time.perf_counter()
     summary = LogSummary()
     ctx = new_context(pipeline)

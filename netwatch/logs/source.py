@@ -27,11 +27,11 @@ def rotation_key(path: str) -> tuple:
     plain = name[:-3] if name.endswith(".gz") else name
     zeek = _ZEEK_LOG.match(plain)
     family_rank = LOG_PATHS.index(zeek["path"]) if zeek and zeek["path"] in LOG_PATHS else len(LOG_PATHS)
+    base = plain.split(".", 1)[0]
     numbered = _NUMBERED.match(name)
     if numbered and not name.endswith((".log", ".json")):
-        return (directory, family_rank, numbered["base"], 0, -int(numbered["n"]), name)
-    base = plain.split(".", 1)[0]
-    live = 1 if plain.endswith((".log", ".json")) and plain.count(".") == 1 else 0
+        return (directory, family_rank, base, 0, -int(numbered["n"]), name)
+    live = 1 if plain.count(".") <= 1 else 0
     return (directory, family_rank, base, live, 0, name)
 
 

@@ -69,31 +69,35 @@ class EveReader(LogReader):
     def _record(self, rec: dict[str, Any], lineno: int, out: Out) -> bool:
         kind = rec["event_type"]
         body = rec.get(kind)
-        if kind not in WANTED or not isinstance(body, dict):
+        if kind not in WANTED or body.__class__ is not dict:
             return False
-        stamp = rec.get("timestamp")
-        ts = iso_ts(stamp) if isinstance(stamp, str) else None
+        get = rec.get
+        stamp = get("timestamp")
+        ts = iso_ts(stamp) if stamp.__class__ is str else None
         if ts is None:
             self.untimed += 1
             ts = self.default_ts
-        src, dst = str(rec.get("src_ip") or ""), str(rec.get("dest_ip") or "")
-        sport, dport = int(rec.get("src_port") or 0), int(rec.get("dest_port") or 0)
-        transport = str(rec.get("proto") or "").lower()
-        ether = rec.get("ether")
-        mac = _mac(ether.get("src_mac")) if isinstance(ether, dict) else None
+        src, dst = str(get("src_ip") or ""), str(get("dest_ip") or "")
+        sport, dport = int(get("src_port") or 0), int(get("dest_port") or 0)
+        transport = str(get("proto") or "").lower()
+        ether = get("ether")
+        mac = _mac(ether.get("src_mac")) if ether.__class__ is dict else None
         if kind == "dns":
             self._dns(body, lineno, ts, src, dst, sport, dport, transport or "udp", mac, out)
-        elif kind in ("tls", "quic"):
+        elif kind == "tls" or kind == "quic":
             sni = body.get("sni")
-            if isinstance(sni, str) and sni:
-                evidence = EVIDENCE_TLS_SNI if kind == "tls" else EVIDENCE_QUIC_SNI
-                out.append(observation(evidence, sni, lineno, ts, src, dst, sport, dport,
-                                       transport or ("tcp" if kind == "tls" else "udp"), kind, mac))
+            if sni.__class__ is str and sni:
+                if kind == "tls":
+                    out.append(Observation(EVIDENCE_TLS_SNI, sni, lineno, ts, src, dst, sport, dport,
+                                           transport or "tcp", "tls", mac, False, {}))
+                else:
+                    out.append(Observation(EVIDENCE_QUIC_SNI, sni, lineno, ts, src, dst, sport, dport,
+                                           transport or "udp", "quic", mac, False, {}))
         elif kind == "http":
             host = body.get("hostname")
-            if isinstance(host, str) and host:
-                out.append(observation(EVIDENCE_HTTP_HOST, strip_host_port(host), lineno, ts, src, dst, sport,
-                                       dport, transport or "tcp", "http", mac,
+            if host.__class__ is str and host:
+                out.append(Observation(EVIDENCE_HTTP_HOST, strip_host_port(host), lineno, ts, src, dst, sport,
+                                       dport, transport or "tcp", "http", mac, False,
                                        {"method": body.get("http_method")}))
         else:
             self._dhcp(body, lineno, ts, src, dst, out)
@@ -103,15 +107,17 @@ class EveReader(LogReader):
              transport: str, mac: str | None, out: Out) -> None:
         kind = dns.get("type")
         if kind in _DNS_QUERY_TYPES:
-            queries = dns.get("queries") or dns.get("query")  # v3 / v2-in-v8 arrays, else v1/v2 top level
+            rrname = dns.get("rrname")
+            if rrname.__class__ is str:  # v1 and v2: the query at the top level (the usual case)
+                out.append(Observation(EVIDENCE_DNS_QUERY, rrname, lineno, ts, src, dst, sport, dport, transport,
+                                       "dns", mac, False, {"qtype": dns.get("rrtype")}))
+                return
+            queries = dns.get("queries") or dns.get("query")  # v3, and v2 arrays in Suricata 8
             if isinstance(queries, list):
                 for query in queries:
                     if isinstance(query, dict) and isinstance(query.get("rrname"), str):
                         out.append(observation(EVIDENCE_DNS_QUERY, query["rrname"], lineno, ts, src, dst, sport,
                                                dport, transport, "dns", mac, {"qtype": query.get("rrtype")}))
-            elif isinstance(dns.get("rrname"), str):
-                out.append(observation(EVIDENCE_DNS_QUERY, dns["rrname"], lineno, ts, src, dst, sport, dport,
-                                       transport, "dns", mac, {"qtype": dns.get("rrtype")}))
             return
         if kind not in _DNS_ANSWER_TYPES or dns.get("rcode", "NOERROR") != "NOERROR":
             return

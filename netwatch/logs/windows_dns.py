@@ -128,7 +128,7 @@ class WindowsAnalyticalCsvReader(LogReader):
             try:
                 self._event(row, message, lineno, out)
                 self.records += 1
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, KeyError):
                 self.bad_line(lineno, ",".join(row))
 
     def _time(self, row: list[str]) -> float:

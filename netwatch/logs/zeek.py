@@ -113,9 +113,9 @@ def conn_record(ctx: ReadContext, lineno: int, ts: float, uid: str, orig_h: str,
 
 # -- TSV ------------------------------------------------------------------------------------
 
-def _header_value(line: str) -> str:
+def _header_value(line: str, separator: str) -> str:
     """`#separator \\x09` (space after the key) or `#path<TAB>dns`: the value, escapes decoded."""
-    value = line.split(" ", 1)[1] if line.startswith("#separator") else line.split("\t", 1)[-1]
+    value = line.split(" ", 1)[-1] if line.startswith("#separator") else line.split(separator, 1)[-1]
     return bytes(value, "utf-8").decode("unicode_escape") if "\\x" in value else value
 
 
@@ -138,15 +138,15 @@ class ZeekTsvReader(LogReader):
     def _header(self, line: str) -> None:
         key = line.split(self.separator if not line.startswith("#separator") else " ", 1)[0]
         if key == "#separator":
-            self.separator = _header_value(line)
+            self.separator = _header_value(line, self.separator)
         elif key == "#set_separator":
-            self.set_separator = _header_value(line)
+            self.set_separator = _header_value(line, self.separator)
         elif key == "#empty_field":
-            self.empty = _header_value(line)
+            self.empty = _header_value(line, self.separator)
         elif key == "#unset_field":
-            self.unset = _header_value(line)
+            self.unset = _header_value(line, self.separator)
         elif key == "#path":
-            self.path = _header_value(line)
+            self.path = _header_value(line, self.separator)
             self._row = None
         elif key == "#fields":
             self.fields = line.split(self.separator)[1:]
@@ -210,17 +210,33 @@ class ZeekTsvReader(LogReader):
             return f[ioh], to_port(f[iop]), f[irh], to_port(f[irp])
 
         if path == "dns":
-            iq, iqt, ircode, ians, iproto = col["query"], col.get("qtype_name"), col.get("rcode_name"), \
-                col.get("answers"), col.get("proto")
+            # The hot path (dns.log is most of a Zeek sensor's lines): everything inline.
+            iq, iqt, ircode, ians = col["query"], col.get("qtype_name"), col.get("rcode_name"), col.get("answers")
+            iproto = col.get("proto")
+            wants = ctx.wants_answers
 
             def row(f: list[str], lineno: int, out: Out) -> None:
                 query = f[iq]
                 if query in missing:
                     return
-                answers = f[ians] if ians is not None else unset
-                dns_record(ctx, lineno, timestamp(f[its]), *ends(f),
-                           f[iproto] if iproto is not None else "udp", unescape(query), opt(f, iqt), opt(f, ircode),
-                           None if answers in missing else [unescape(a) for a in answers.split(set_sep)], out)
+                if "\\x" in query:
+                    query = unescape(query)
+                try:
+                    ts = float(f[its])
+                except ValueError:
+                    ts = timestamp(f[its])
+                sport, dport = f[iop], f[irp]  # type: ignore[index]
+                out.append(Observation(
+                    EVIDENCE_DNS_QUERY, query, lineno, ts, f[ioh], f[irh],  # type: ignore[index]
+                    int(sport) if sport.isdigit() else 0, int(dport) if dport.isdigit() else 0,
+                    f[iproto] if iproto is not None else "udp", "dns", None, False,
+                    {"qtype": f[iqt] if iqt is not None and f[iqt] not in missing else None}))
+                if ians is None:
+                    return
+                answers = f[ians]
+                if answers not in missing and (ircode is None or f[ircode] == "NOERROR") and wants(query):
+                    add_answer(ctx, query, [unescape(a) for a in answers.split(set_sep)], lineno, ts,
+                               f[irh], f[ioh], out)  # type: ignore[index]
         elif path in ("ssl", "quic"):
             iname, quic = col["server_name"], path == "quic"
 
