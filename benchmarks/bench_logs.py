@@ -25,10 +25,16 @@ from pathlib import Path
 FLOOR = 200_000
 OUT = Path(__file__).resolve().parent / "out"
 BANNED = ["mobilegw.alipay.com", "pay.weixin.qq.com", "v4.camscanner.com", "qpay.qq.com", "dl.wps.cn"]
-FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id rtt query qclass qclass_name qtype "
-          "qtype_name rcode rcode_name AA TC RD RA Z answers TTLs rejected").split()
-TYPES = ("time string addr port addr port enum count interval string count string count string count string "
-         "bool bool bool bool count vector[string] vector[interval] bool").split()
+FIELDS = (
+    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "trans_id", "rtt", "query",
+    "qclass", "qclass_name", "qtype", "qtype_name", "rcode", "rcode_name", "AA", "TC", "RD", "RA", "Z",
+    "answers", "TTLs", "rejected",
+)
+TYPES = (
+    "time", "string", "addr", "port", "addr", "port", "enum", "count", "interval", "string", "count",
+    "string", "count", "string", "count", "string", "bool", "bool", "bool", "bool", "count",
+    "vector[string]", "vector[interval]", "bool",
+)
 
 
 def _name(rng: random.Random) -> str:

@@ -19,7 +19,7 @@ import pytest
 from netwatch.logs.common import ReadContext, leading_time
 from netwatch.logs.engine import read_logs
 from netwatch.logs.sniff import FORMATS, sniff
-from netwatch.logs.zeek import ZeekJsonReader, ZeekTsvReader, unescape
+from netwatch.logs.zeek import unescape
 from netwatch.pipeline import Pipeline
 from netwatch.signatures import load_signature_set
 
@@ -64,7 +64,7 @@ def cli(*args, cwd=REPO, input_bytes=None):
 
 def test_every_real_zeek_log_reads_without_a_bad_line(sigset):
     root = zeek_dir()
-    summary, events, _ = run([root], sigset)
+    summary, _, _ = run([root], sigset)
     read = [f for f in summary.files if f.format]
     # One baseline (dns.max-queries/conn.log) is zeek-cut output without the #fields header: not a log.
     with_header = [p for p in root.rglob("*.log") if "#fields" in p.read_text()]
@@ -158,7 +158,7 @@ def test_zeek_answers_and_unnamed_connection_give_resolved_ip(sigset, tmp_path):
     ssl.write_text(json.dumps({"_path": "ssl", "ts": 1764320001.0, "uid": "C2", "id.orig_h": "10.1.1.9",
                                "id.orig_p": 5001, "id.resp_h": "198.51.100.77", "id.resp_p": 443,
                                "server_name": NEUTRAL}) + "\n")
-    _, events, pipeline = run([tmp_path], sigset, emit_all=False)
+    _, events, _ = run([tmp_path], sigset, emit_all=False)
     resolved = [e for e in events if e["netwatch"]["evidence"] == "resolved_ip"]
     assert len(resolved) == 1 and resolved[0]["source"]["port"] == 5000
     assert resolved[0]["netwatch"]["resolved_from"] == BANNED and resolved[0]["netwatch"]["confidence"] == "medium"
@@ -301,7 +301,8 @@ def test_hostile_lines_never_raise(fmt):
         base = list(rng.choice(seeds))
         for _ in range(rng.randint(0, 6)):
             if base:
-                base[rng.randrange(len(base))] = chr(rng.choice([0, 9, 10, 34, 44, 58, 91, 123, 0xFFFD, rng.randrange(32, 127)]))
+                odd = [0, 9, 10, 34, 44, 58, 91, 123, 0xFFFD, rng.randrange(32, 127)]
+                base[rng.randrange(len(base))] = chr(rng.choice(odd))
         lines.append("".join(base).replace("\n", " "))
     out: list = []
     reader.read(lines, 1, out)  # must not raise
@@ -347,3 +348,140 @@ def test_cli_exit_codes_formats_and_warnings(tmp_path):
     missing = cli(tmp_path / "nope.log")
     assert missing.returncode == 2 and b"No such file" in missing.stderr
     assert cli("-", "--format", "jsonl", input_bytes=log.read_bytes()).returncode == 1
+
+
+# -- server log variants that the real-server tests cannot produce here ---------------------------
+
+def read_lines(fmt: str, lines: list[str], **ctx):
+    reader = FORMATS[fmt](ReadContext(**ctx))
+    out: list = []
+    reader.read(lines, 1, out)
+    return reader, out
+
+
+def test_bind_variants_without_client_object_and_via_syslog():
+    lines = [
+        "Nov 28 11:10:37 ns1 named[812]: client 10.0.0.2#53421 (Mobilegw.Alipay.com): query: Mobilegw.Alipay.com IN "
+        "A + (10.0.0.1)",
+        "28-Nov-2026 11:10:38.001 client @0x7f3a5c0a1b68 2001:db8::5#4242 (a.example): view ext: query: a.example IN "
+        "AAAA +TE(0)K (2001:db8::1)",
+        "28-Nov-2026 11:10:38.002 general: info: zone example.org/IN: loaded serial 1",
+        "28-Nov-2026 11:10:38.003 client @0x1 bogus query: ???",
+    ]
+    reader, out = read_lines("bind", lines)
+    assert [(o.src_ip, o.name, o.transport, o.detail.get("view")) for o in out] == [
+        ("10.0.0.2", "Mobilegw.Alipay.com", "udp", None), ("2001:db8::5", "a.example", "tcp", "ext")]
+    assert (reader.records, reader.other, reader.bad) == (2, 1, 1)
+
+
+def test_unbound_replies_only_and_tagged():
+    lines = ["Nov 28 11:10:37 ns1 unbound: [4211:0] reply: 10.0.0.2 pay.weixin.qq.com. A IN NOERROR 0.1 0 45",
+             "[1764328237] unbound[4211:0] query: 10.0.0.3 a.example. A IN",
+             "[1764328237] unbound[4211:0] info: a.example. static 10.0.0.3@5353 a.example. A IN",
+             "[1764328237] unbound[4211:0] notice: init module 0: iterator"]
+    reader, out = read_lines("unbound", lines)
+    assert [(o.src_ip, o.name, o.detail.get("rcode")) for o in out] == [
+        ("10.0.0.2", "pay.weixin.qq.com.", "NOERROR"), ("10.0.0.3", "a.example.", None)]
+    assert reader.other == 2 and reader.bad == 0
+
+
+def test_dnsmasq_replies_cached_forwarded_and_dhcp():
+    lines = ["Nov 28 11:10:37 dnsmasq[1234]: query[AAAA] mobilegw.alipay.com from 10.0.0.2",
+             "Nov 28 11:10:37 dnsmasq[1234]: forwarded mobilegw.alipay.com to 10.0.0.1",
+             "Nov 28 11:10:37 dnsmasq[1234]: reply mobilegw.alipay.com is 2001:db8::77",
+             "Nov 28 11:10:38 dnsmasq[1234]: cached mobilegw.alipay.com is 198.51.100.77",
+             "Nov 28 11:10:38 dnsmasq[1234]: reply mobilegw.alipay.com is <CNAME>",
+             "Nov 28 11:10:39 dnsmasq-dhcp[1234]: DHCPACK(eth0) 10.0.0.2 02:aa:bb:cc:dd:02 reception-pc",
+             "random text"]
+    reader, out = read_lines("dnsmasq", lines, wants_answers=lambda name: "alipay" in name)
+    assert [o.evidence for o in out] == ["dns_query", "dns_answer", "dns_answer", "dhcp_hostname"]
+    assert out[1].detail["addresses"] == ["2001:db8::77"] and out[1].dst_ip == "10.0.0.2"
+    assert out[3].src_mac == "02:aa:bb:cc:dd:02" and out[3].name == "reception-pc"
+    assert reader.bad == 1 and reader.bad_samples == [(7, "random text")]
+
+
+# Windows DNS: no Windows server runs here. These samples follow Microsoft's documentation:
+# the "Message logging key" header a debug log starts with, and the analytical events of
+# "DNS Logging and Diagnostics" (learn.microsoft.com ... dn800669), event 256 QUERY_RECEIVED and
+# 257 RESPONSE_SUCCESS, as Event Viewer's "Save All Events As... CSV" writes them.
+def _packet(stamp: str, proto: str, direction: str, ip: str, xid: str, response: bool, flags: str, qtype: str,
+            qname: str) -> str:
+    """One PACKET line laid out as the header's field table says (fixed-width remote IP and type)."""
+    return (f"{stamp} 0E70 PACKET  000000D5A3F2B1C0 {proto} {direction} {ip:<15} {xid} {'R' if response else ' '} Q "
+            f"[{flags}] {qtype:<6} {qname}")
+
+
+WINDOWS_DEBUG = "\n".join([
+    "DNS Server log file creation at 11/28/2026 11:00:00 AM",
+    "Log file wrap at 11/28/2026 11:00:00 AM",
+    "",
+    "Message logging key (for packets - other items use a subset of these fields):",
+    "\tField #  Information         Values",
+    "\t-------  -----------         ------",
+    "\t   1     Date",
+    "\t   2     Time",
+    "\t   8     Remote IP",
+    "\t  10     Query/Response      R = Response",
+    "\t                             blank = Query",
+    "",
+    _packet("11/28/2026 11:10:37 AM", "UDP", "Rcv", "10.0.0.21", "8d1e", False, "0001   D   NOERROR", "A",
+            "(8)mobilegw(6)alipay(3)com(0)"),
+    _packet("11/28/2026 11:10:37 AM", "UDP", "Snd", "10.0.0.1", "4a2b", False, "0001   D   NOERROR", "A",
+            "(8)mobilegw(6)alipay(3)com(0)"),
+    _packet("11/28/2026 11:10:37 AM", "UDP", "Snd", "10.0.0.21", "8d1e", True, "8081   DR  NOERROR", "A",
+            "(8)mobilegw(6)alipay(3)com(0)"),
+    _packet("28/11/2026 23:10:38", "TCP", "Rcv", "10.0.0.22", "8d1f", False, "0001   D   NOERROR", "AAAA",
+            "(3)www(7)example(3)org(0)"),
+    "11/28/2026 11:10:39 AM 0E70 EVENT   The DNS server has finished the background loading of zones.",
+    "11/28/2026 11:10:40 AM 0E70 PACKET  garbage",
+    "",
+])
+
+
+def test_windows_debug_log():
+    lines = WINDOWS_DEBUG.replace("\n", "\r\n").split("\n")
+    assert sniff(lines) == "windows-dns-debug"
+    reader, out = read_lines("windows-dns-debug", [line.rstrip("\r") for line in lines])
+    assert [(o.src_ip, o.name, o.transport) for o in out] == [("10.0.0.21", "mobilegw.alipay.com", "udp"),
+                                                              ("10.0.0.22", "www.example.org", "tcp")]
+    assert reader.bad == 1 and reader.records == 4
+    import time as _time
+    assert _time.localtime(out[1].ts)[:6] == (2026, 11, 28, 23, 10, 38)
+    assert _time.localtime(out[0].ts)[3] == 11
+
+
+def _response_hex(name: str, address: str) -> str:
+    import dns.message
+    import dns.rrset
+
+    query = dns.message.make_query(name, "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name + ".", 60, "IN", "A", address))
+    return "0x" + response.to_wire().hex().upper()
+
+
+def test_windows_analytical_csv(sigset, tmp_path):
+    rows = [
+        "Level,Date and Time,Source,Event ID,Task Category",
+        'Information,11/28/2026 11:10:37 AM,Microsoft-Windows-DNSServer,256,QUERY_RECEIVED,"QUERY_RECEIVED: TCP=0; '
+        'InterfaceIP=10.0.0.1; Source=10.0.0.21; RD=1; QNAME=mobilegw.alipay.com.; QTYPE=1; XID=36126; Port=53421; '
+        'Flags=256; PacketData=0x8D1E01000001000000000000"',
+        'Information,11/28/2026 11:10:37 AM,Microsoft-Windows-DNSServer,257,RESPONSE_SUCCESS,"RESPONSE_SUCCESS: TCP=0; '
+        'InterfaceIP=10.0.0.1; Destination=10.0.0.21; AA=0; AD=0; QNAME=mobilegw.alipay.com.; QTYPE=1; XID=36126; '
+        f'DNSSEC=0; RCODE=0; Port=53421; Flags=33152; Scope=Default; Zone=..Cache; PolicyName=NULL; '
+        f'PacketData={_response_hex("mobilegw.alipay.com", "198.51.100.99")}"',
+        'Information,11/28/2026 11:10:38 AM,Microsoft-Windows-DNSServer,256,QUERY_RECEIVED,"QUERY_RECEIVED: TCP=1; '
+        'InterfaceIP=10.0.0.1; Source=10.0.0.22; RD=1; QNAME=www.example.org.; QTYPE=28; XID=1; Port=1; Flags=256; '
+        'PacketData=0x00"',
+        'Information,11/28/2026 11:10:39 AM,Microsoft-Windows-DNSServer,256,QUERY_RECEIVED,"QUERY_RECEIVED: TCP=0; '
+        'QNAME=no-source.example."',  # damaged: no Source
+    ]
+    path = tmp_path / "dns-analytical.csv"
+    path.write_text("\r\n".join(rows) + "\r\n", encoding="utf-8")
+    summary, events, pipeline = run([path], sigset)
+    assert summary.files[0].format == "windows-dns-csv"
+    assert [(e["source"]["ip"], e["netwatch"]["name"]) for e in events] == [
+        ("10.0.0.21", "mobilegw.alipay.com"), ("10.0.0.22", "www.example.org")]
+    assert events[0]["netwatch"]["app"] == "alipay" and events[1]["network"]["transport"] == "tcp"
+    assert pipeline.detector.interesting_address("198.51.100.99")  # read from the response's PacketData
+    assert summary.bad == 1
