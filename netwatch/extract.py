@@ -22,12 +22,13 @@ from netwatch.model import (
     EVIDENCE_DHCP_HOSTNAME,
     EVIDENCE_DNS_QUERY,
     EVIDENCE_HTTP_HOST,
+    EVIDENCE_PROXY_CONNECT,
     EVIDENCE_QUIC_SNI,
     EVIDENCE_TLS_SNI,
     Observation,
     Segment,
 )
-from netwatch.protocols import dhcp, dns, gquic, http, quic, tls
+from netwatch.protocols import dhcp, dns, gquic, http, prologue, quic, tls
 from netwatch.protocols.common import Status
 
 OBS_CONN_START = "conn_start"
@@ -38,6 +39,9 @@ OBS_DNS_ANSWER = "dns_answer"
 # complete, well-formed message to count as DNS.
 DNS_PORTS = frozenset({53, 5353, 5355})
 DHCP_PORTS = frozenset({67, 68})
+# Requests read on one kept-alive HTTP connection (each new Host among them is evidence); all of
+# them lie within the stream head (64 KiB by default, StreamHeads.head_limit).
+MAX_HTTP_REQUESTS = 16
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
 # What the first datagram of a UDP flow (on a port that is not DNS's or DHCP's) turned out to be.
 _UDP_QUIC, _UDP_DNS, _UDP_OTHER = "quic", "dns", "other"
@@ -72,9 +76,14 @@ class _StreamState:
     """What a TCP direction has yielded so far."""
 
     dns_messages_read: int = 0
-    tls_offset: int = 0  # where a TLS ClientHello may start (after an HTTP CONNECT request)
+    # Where the next message starts: a ClientHello after an HTTP CONNECT, a SOCKS request or a
+    # STARTTLS command; the next request on a kept-alive HTTP connection.
+    tls_offset: int = 0
     tls_needed: int = 0  # stream bytes the ClientHello needs, once its length is known
     named: bool = False
+    http_next: bool = False  # an HTTP request may start at tls_offset (keep-alive, inside a SOCKS tunnel)
+    http_requests: int = 0
+    http_hosts: list[str] = field(default_factory=list)  # hosts already reported on this stream
 
 
 class _Bounded(OrderedDict):
@@ -132,9 +141,12 @@ class Extractor:
     def flush(self) -> list[Observation]:
         """End of input: hellos that never completed still name their server; other connections get none."""
         out: list[Observation] = []
-        for key, (seg, hello) in list(self._partial_hellos.items()):
-            self.counters.count_malformed("tls")
-            self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out, partial=True)
+        for key, (seg, hello, start) in list(self._partial_hellos.items()):
+            if not hello.sni:
+                hello = self._hello_across_gaps(key, start) or hello
+            if hello.sni:
+                self.counters.count_malformed("tls")
+                self._client_hello(seg, hello, EVIDENCE_TLS_SNI, "tls", key, out, partial=True)
         self._partial_hellos.clear()
         for key, opener in list(self._quic_waiting.items()):
             self._settle_quic(key, opener, out)
@@ -143,6 +155,29 @@ class Extractor:
             out.append(_observe(opener, OBS_CONN_UNNAMED, None, opener.transport))
         self._pending.clear()
         return out
+
+    def _hello_across_gaps(self, key: tuple, start: int) -> tls.ClientHello | None:
+        """A TLS hello with a lost segment: walk the bytes on both sides of the hole.
+
+        Only a hello inside one TLS record is walked (the usual case): the record header, before the
+        hole, then maps stream offsets to offsets in the handshake message.
+        """
+        pieces = self.streams.pieces(key)
+        if len(pieces) < 2:
+            return None
+        prefix = pieces[0][1][start:]
+        if len(prefix) < 9 or prefix[0] != 0x16:
+            return None
+        record_end = start + 5 + int.from_bytes(prefix[3:5], "big")
+        message_start = start + 5
+        if message_start + 4 + int.from_bytes(prefix[6:9], "big") > record_end:
+            return None  # the hello spans records: their headers may lie in the hole
+        message = [(0, prefix[5:])]
+        for offset, data in pieces[1:]:
+            data = data[: max(0, record_end - offset)]
+            if data and offset >= message_start:
+                message.append((offset - message_start, data))
+        return tls.parse_client_hello_pieces(message, transport="t")
 
     def _settle_quic(self, key: tuple, opener: Segment, out: list[Observation]) -> None:
         """A QUIC hello that never completed (a lost Initial) still names its server if the SNI arrived whole."""
@@ -291,8 +326,7 @@ class Extractor:
             hello = tls.parse_client_hello_stream(data[start:] if start else data)
             if hello.status is Status.NEED_MORE and not head.complete:
                 state.tls_needed = hello.needed
-                if hello.sni:
-                    self._partial_hellos.put(key, (seg, hello))
+                self._partial_hellos.put(key, (seg, hello, start))
                 return
             self._partial_hellos.pop(key, None)
             if hello.status is Status.OK:
@@ -308,38 +342,77 @@ class Extractor:
                     return
             self._finish(key, seg, out, named=False)
             return
-        if start == 0:
-            request = http.parse_request_head(data)
+        if start == 0 or state.http_next:
+            request = http.parse_request_head(data[start:] if start else data)
             if request.status is Status.NEED_MORE and not head.complete:
                 return
             if request.status is Status.OK:
                 self.counters.http_requests += 1
                 self._http(seg, request, head, state, out)
                 return
-            if request.status is Status.INVALID:
+            if request.status is Status.INVALID and start == 0:
                 self.counters.count_malformed("http")
+        if start == 0:
+            found = prologue.parse_prologue(data)
+            if found.status is Status.NEED_MORE and not head.complete:
+                return
+            if found.status is Status.OK:
+                self._prologue(seg, found, head, state, out)
+                return
             if not dns_port and self._dns_over_tcp(seg, data, state, out, strict=True):
                 return
         self._finish(key, seg, out, named=False)
 
+    def _prologue(self, seg: Segment, found: prologue.Prologue, head: StreamHead, state: _StreamState,
+                  out: list[Observation]) -> None:
+        """A SOCKS request or a TLS upgrade command: what follows it is read as the stream's start."""
+        if found.host is not None:  # SOCKS names the destination in clear
+            obs = _observe(seg, EVIDENCE_PROXY_CONNECT, found.host, "socks")
+            obs.detail.update(proxy=found.kind, port=found.port)
+            if found.is_address:
+                obs.detail["address"] = True
+            out.append(obs)
+            state.http_next = True  # the tunnel may carry a plain HTTP request as well as TLS
+            if not found.is_address:
+                state.named = True
+                self._pending.pop(head.key, None)
+        state.tls_offset = found.end
+        if len(head.data) > found.end:
+            self._parse_head(seg, head, state, out)
+
     def _http(self, seg: Segment, request: http.HttpRequestResult, head: StreamHead, state: _StreamState,
               out: list[Observation]) -> None:
         key, data = head.key, head.data
-        if request.host:
+        start = state.tls_offset
+        state.http_requests += 1
+        if request.host and request.host not in state.http_hosts:
             obs = _observe(seg, EVIDENCE_HTTP_HOST, request.host, "http")
             obs.detail.update(method=request.method, host_source=request.host_source, port=request.port)
             if request.user_agent:
                 obs.detail["user_agent"] = request.user_agent
+            if state.http_requests > 1:
+                obs.detail["request"] = state.http_requests  # a later request on a kept-alive connection
             out.append(obs)
+            state.http_hosts.append(request.host)
             state.named = True
             self._pending.pop(key, None)
         if request.method == "CONNECT":
             # Through an explicit proxy the TLS ClientHello follows the CONNECT request in the same stream.
-            state.tls_offset = request.head_length or len(data)
+            state.tls_offset = start + (request.head_length or len(data))
+            state.http_next = False
             if len(data) > state.tls_offset:
                 self._parse_head(seg, head, state, out)
             return
-        self.streams.finish(key)
+        next_start = start + request.head_length + (request.content_length or 0)
+        if (not request.complete or request.chunked or state.http_requests >= MAX_HTTP_REQUESTS
+                or next_start >= self.streams.head_limit):
+            self.streams.finish(key)
+            return
+        # Keep-alive: the next request head starts after this one's body.
+        state.tls_offset = next_start
+        state.http_next = True
+        if len(data) > state.tls_offset:
+            self._parse_head(seg, head, state, out)
 
     def _dns_over_tcp(self, seg: Segment, data: bytes, state: _StreamState, out: list[Observation],
                       *, strict: bool) -> bool:

@@ -53,6 +53,7 @@ EVIDENCE_DNS_QUERY = "dns_query"
 EVIDENCE_TLS_SNI = "tls_sni"
 EVIDENCE_QUIC_SNI = "quic_sni"
 EVIDENCE_HTTP_HOST = "http_host"
+EVIDENCE_PROXY_CONNECT = "proxy_connect"  # a SOCKS CONNECT request names its destination in clear
 EVIDENCE_DHCP_HOSTNAME = "dhcp_hostname"
 EVIDENCE_RESOLVED_IP = "resolved_ip"
 EVIDENCE_ENCRYPTED_DNS = "encrypted_dns"

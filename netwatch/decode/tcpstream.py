@@ -120,6 +120,14 @@ class StreamHeads:
         while len(self._finished) > self.max_streams:
             self._finished.popitem(last=False)
 
+    def pieces(self, key: tuple) -> list[tuple[int, bytes]]:
+        """What a direction holds, as (offset from its start, bytes): the contiguous prefix and the
+        pieces held beyond gaps. Empty for a direction not (or no longer) tracked."""
+        stream = self._streams.get(key)
+        if stream is None:
+            return []
+        return [(0, bytes(stream.buf)), *((start, piece) for start, _end, piece in stream.held)]
+
     def add(self, seg: Segment) -> StreamHead | None:
         """Feed one TCP segment; return its direction's head when the contiguous prefix grew or was rebased.
 

@@ -36,7 +36,7 @@ DATASET_OBSERVATION = "netwatch.observation"
 
 # DNS over TLS (RFC 7858) and DNS over QUIC (RFC 9250) both use port 853.
 ENCRYPTED_DNS_PORT = 853
-NAMED_EVIDENCE = frozenset({"dns_query", "tls_sni", "quic_sni", "http_host"})
+NAMED_EVIDENCE = frozenset({"dns_query", "tls_sni", "quic_sni", "http_host", "proxy_connect"})
 
 
 def downgrade(tier: str) -> str:
@@ -115,6 +115,8 @@ class Detector:
     # -- names ----------------------------------------------------------------------------------
 
     def _named(self, obs: Observation) -> list[Detection]:
+        if obs.detail.get("address"):
+            return self._proxied_address(obs)
         name = normalize_name(obs.name or "")
         if not name:
             return []
@@ -195,6 +197,15 @@ class Detector:
             self._resolved.move_to_end(address)
         while len(self._resolved) > self._max_resolved:
             self._resolved.popitem(last=False)
+
+    def _proxied_address(self, obs: Observation) -> list[Detection]:
+        """A SOCKS request for an address, not a name: address rules apply to it."""
+        address = obs.name or ""
+        match = self.sigset.match_ip(address)
+        device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
+        if match is not None:
+            return [self._contact(obs, device, obs.evidence, address, match, match.confidence)]
+        return [self._plain(obs, device, address)] if self.emit_all else []
 
     def _address(self, obs: Observation) -> list[Detection]:
         match = self.sigset.match_ip(obs.dst_ip)

@@ -19,6 +19,7 @@ _EVENT_TYPES = {
     "tls_sni": ["connection", "protocol"],
     "quic_sni": ["connection", "protocol"],
     "http_host": ["connection", "protocol"],
+    "proxy_connect": ["connection", "protocol"],
     "dhcp_hostname": ["info"],
     "resolved_ip": ["connection"],
     "ip_match": ["connection"],
@@ -172,7 +173,7 @@ def build_event(det: Detection, *, ruleset_version: str, policy: str, observer: 
         event["dns"] = {"question": {"name": det.name, "type": obs.detail.get("qtype")}}
     elif det.evidence in ("tls_sni", "quic_sni", "encrypted_dns", "ech") and obs.protocol in ("tls", "quic"):
         event["tls"] = {"client": {"server_name": det.name}}
-    elif det.evidence == "http_host":
+    elif det.evidence in ("http_host", "proxy_connect"):
         event["url"] = {"domain": det.name}
     if device.hostname:
         event["host"] = {"hostname": device.hostname}

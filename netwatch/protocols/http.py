@@ -27,6 +27,11 @@ _METHOD_BYTES = _LETTERS + b"-_"
 _SCHEME_BYTES = _LETTERS + b"0123456789+-."
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _SUPPORTED_VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
+# RFC 9110 section 9 methods and the common WebDAV ones: a request line without a version counts as
+# HTTP only with one of these.
+_KNOWN_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE",
+                            b"PATCH", b"PROPFIND", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK"})
+_TOKEN_BYTES = _LETTERS + b"0123456789!#$%&'*+-.^_`|~"
 
 
 @dataclass(slots=True)
@@ -41,6 +46,8 @@ class HttpRequestResult:
     user_agent: str | None = None
     complete: bool = False  # the end of the head was seen (False: cut at MAX_HEAD_LENGTH)
     head_length: int = 0  # bytes up to and including the empty line, when complete
+    content_length: int | None = None  # Content-Length, when sent
+    chunked: bool = False  # a Transfer-Encoding was sent
 
 
 def _printable(raw: bytes) -> str:
@@ -87,6 +94,19 @@ def _authority_of_absolute_uri(target: bytes) -> bytes | None:
         if 0 <= found < end:
             end = found
     return rest[:end]
+
+
+def _is_authority(target: bytes) -> bool:
+    """CONNECT's authority-form target (RFC 9110 section 9.3.6): host and port, no path."""
+    return bool(target) and not target.startswith((b"/", b"*")) and b"/" not in target
+
+
+def _header_line_follows(data: bytes, line_end: int) -> bool:
+    """Whether the line after the request line is a `name: value` header."""
+    next_end = data.find(b"\n", line_end + 1)
+    line = data[line_end + 1 : next_end if next_end >= 0 else len(data)]
+    name, colon, _ = line.partition(b":")
+    return bool(colon) and bool(name) and not name.translate(None, _TOKEN_BYTES)
 
 
 def _method_prefix_status(data: bytes) -> tuple[Status, int]:
@@ -139,22 +159,29 @@ def _parse(data: bytes) -> HttpRequestResult:
         return HttpRequestResult(Status.NEED_MORE)
     request_line = data[:line_end].rstrip(b"\r")
     method = request_line[:method_end]
-    target, _, version = request_line[method_end + 1 :].rpartition(b" ")
+    target, _, version = request_line[method_end + 1 :].strip(b" ").rpartition(b" ")
     target = target.strip(b" ")
-    if not version.startswith(b"HTTP/") or method == b"PRI":
-        return HttpRequestResult(Status.NOT_MINE)
-    if version not in _SUPPORTED_VERSIONS or not target:
+    if method == b"PRI":
+        return HttpRequestResult(Status.NOT_MINE)  # the HTTP/2 preface
+    if not version.startswith(b"HTTP/"):
+        # No version (an HTTP/0.9-style line that real clients still follow with headers): HTTP only
+        # for a known method whose line is followed by a header line.
+        if target or method not in _KNOWN_METHODS or not _header_line_follows(data, line_end):
+            return HttpRequestResult(Status.NOT_MINE)
+        target, version = version, b""
+    elif version not in _SUPPORTED_VERSIONS:
         return HttpRequestResult(Status.INVALID)
 
     result = HttpRequestResult(
         Status.OK,
         method=method.decode("ascii"),
-        target=_printable(target),
-        version=version.decode("ascii"),
+        target=_printable(target) if target else None,
+        version=version.decode("ascii") if version else None,
     )
     if method == b"CONNECT":
-        result.host, result.port = _split_host_port(target)
-        result.host_source = HOST_FROM_CONNECT
+        if _is_authority(target):
+            result.host, result.port = _split_host_port(target)
+            result.host_source = HOST_FROM_CONNECT
     else:
         authority = _authority_of_absolute_uri(target)
         if authority is not None:
@@ -172,6 +199,8 @@ def _parse(data: bytes) -> HttpRequestResult:
         line = data[pos:next_end].rstrip(b"\r")
         pos = next_end + 1
         if not line:
+            if not result.host and (not result.target or not result.version):
+                return HttpRequestResult(Status.INVALID)  # no version or no target, and no Host either
             result.complete = True
             result.head_length = start + pos
             return result
@@ -192,6 +221,10 @@ def _parse(data: bytes) -> HttpRequestResult:
                 result.host_source = HOST_FROM_HEADER if result.host else None
         elif last_header == b"user-agent" and result.user_agent is None:
             result.user_agent = _printable(value)
+        elif last_header == b"content-length" and value.isdigit() and len(value) <= 12:
+            result.content_length = int(value)
+        elif last_header == b"transfer-encoding":
+            result.chunked = True  # a body whose end only a chunk walk finds: no request after it is read
 
     if len(data) < MAX_HEAD_LENGTH:
         return HttpRequestResult(Status.NEED_MORE)
