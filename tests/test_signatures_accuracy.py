@@ -33,7 +33,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("openapi-ztt-1.gz00b.dev.alipay.net", "alipay", "medium"),
     ("mobiledc.stable.alipay.net", "alipay", "medium"),
     # --- WeChat Pay, payment-specific. R §1.2: wechatpay-java Constant.java/HostName.java, wechatpay-go
-    # const.go, IJPay WxDomainEnum.java, WeiXinMPSDK (wx.tenpay.com); paydns/mixpay from public allow-lists.
+    # README.md, IJPay WxDomainEnum.java, official H5 payment document (wx.tenpay.com mweb_url); paydns/mixpay
+    # from public allow-lists (they match the wechatpay.cn suffix rule).
     ("api.mch.weixin.qq.com", "wechat_pay", "high"),
     ("api2.mch.weixin.qq.com", "wechat_pay", "high"),
     ("apihk.mch.weixin.qq.com", "wechat_pay", "high"),
@@ -51,7 +52,7 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("wx.tenpay.com", "wechat_pay", "high"),
     # --- WeChat messenger = "WeChat present, which carries WeChat Pay": medium. R §1.2 hard case; nDPI
     # wechat.pcap.out (web.wechat.com, webpush., login.web.), dns_ambiguous_names (short.weixin.qq.com),
-    # quickplay/KakaoTalk results (hkextshort.weixin.qq.com, res.wx.qq.com); anti-AD (aedns.weixin.qq.com).
+    # quickplay/KakaoTalk results (hkextshort.weixin.qq.com); anti-AD (aedns.weixin.qq.com).
     ("short.weixin.qq.com", "wechat_pay", "medium"),
     ("long.weixin.qq.com", "wechat_pay", "medium"),
     ("hkextshort.weixin.qq.com", "wechat_pay", "medium"),
@@ -60,7 +61,6 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("dns.weixin.qq.com", "wechat_pay", "medium"),
     ("aedns.weixin.qq.com", "wechat_pay", "medium"),
     ("dns.weixin.qq.com.cn", "wechat_pay", "medium"),
-    ("res.wx.qq.com", "wechat_pay", "medium"),
     ("file.wx.qq.com", "wechat_pay", "medium"),
     ("login.wx.qq.com", "wechat_pay", "medium"),
     ("web.wechat.com", "wechat_pay", "medium"),
@@ -69,8 +69,42 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("longcloud.weixin.com", "wechat_pay", "medium"),
     ("shortcloud.weixin.com", "wechat_pay", "medium"),
     ("servicewechat.com", "wechat_pay", "medium"),
-    # --- QQ Wallet. R §1.3: IJPay QqPayApi.java (qpay.qq.com, api.qpay.qq.com); decompiled QQ
-    # (i.qianbao.qq.com, myun.tenpay.com, mqq.tenpay.com); haxibiao-helpers (mp.qpay.tenpay.cn).
+    # The second web-WeChat cluster and other names on the wx.qq.com certificate (nDPI wechat.pcap.out SANs;
+    # wjdq/worldma ReqUrl.java and node-wechat-terminal consts.js for wx2.qq.com).
+    ("wx2.qq.com", "wechat_pay", "medium"),
+    ("login.wx2.qq.com", "wechat_pay", "medium"),
+    ("webpush.wx2.qq.com", "wechat_pay", "medium"),
+    ("file.wx2.qq.com", "wechat_pay", "medium"),
+    ("wx1.qq.com", "wechat_pay", "medium"),
+    ("wxitil.qq.com", "wechat_pay", "medium"),
+    ("webpush1.weixin.qq.com", "wechat_pay", "medium"),
+    ("loginpoll.weixin.qq.com", "wechat_pay", "medium"),
+    ("webpush2.wechat.com", "wechat_pay", "medium"),
+    # Link-security page (blackmatrix7 WeChat.list; alanhg redirect-url.js).
+    ("weixin110.qq.com", "wechat_pay", "medium"),
+    # Moments ad video and WeChat CDN media (decompiled WeChat 6.7.3 CdnLogic$Config; blackmatrix7 WeChat.list).
+    ("wxsnsdy.wxs.qq.com", "wechat_pay", "medium"),
+    ("wxsnsdythumb.wxs.qq.com", "wechat_pay", "medium"),
+    ("szwbwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("szxzwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("szzjwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("shwbwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("shxzwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("shzjwxsns.video.qq.com", "wechat_pay", "medium"),
+    ("vweixinf.tc.qq.com", "wechat_pay", "medium"),
+    ("vweixinthumb.tc.qq.com", "wechat_pay", "medium"),
+    ("wxapp.tc.qq.com", "wechat_pay", "medium"),
+    ("wxappthumb.tc.qq.com", "wechat_pay", "medium"),
+    # WeChat's own registrable domains (blackmatrix7 WeChat.list; AdGuard services/wechat.yml for weixinbridge).
+    ("weixinbridge.com", "wechat_pay", "medium"),
+    ("www.weixinbridge.com", "wechat_pay", "medium"),
+    ("wechatlegal.net", "wechat_pay", "medium"),
+    ("www.wechatos.net", "wechat_pay", "medium"),
+    ("weixinsxy.com", "wechat_pay", "medium"),
+    ("wechatpay.com.hk", "wechat_pay", "medium"),
+    # --- QQ Wallet. R §1.3: IJPay QqPayApi.java (qpay.qq.com, api.qpay.qq.com); alex3236/pay README
+    # (i.qianbao.qq.com); ToolQ LuckyPacket.kt (myun., mqq.tenpay.com); decompiled QQ AAShouKuanAppInfo.java
+    # (mqq.tenpay.com); qqenvelop README (mp.qpay.tenpay.com); haxibiao-helpers (mp.qpay.tenpay.cn).
     ("qpay.qq.com", "qq_wallet", "high"),
     ("api.qpay.qq.com", "qq_wallet", "high"),
     ("i.qianbao.qq.com", "qq_wallet", "high"),
@@ -80,8 +114,9 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("mp.qpay.tenpay.cn", "qq_wallet", "high"),
     # --- Tenpay shared by WeChat Pay and QQ Wallet. R §1.2/§1.3: "vendor/ambiguous {WeChat Pay, QQ Wallet}".
     ("www.tenpay.com", "wechat_pay+qq_wallet", "medium"),
-    # --- Tencent QQ. R §1.4: mirai ServerList.kt, LagrangeGo network.go/ecdh.go/client.go/operation.go;
-    # anti-AD (openmsf.3g.qq.com).
+    # --- Tencent QQ. R §1.4: mirai ServerList.kt/GroupActiveProtocol.kt/audio.kt/messageToElems.kt,
+    # Lagrange.Core SocketContext.cs, LagrangeGo network.go/ecdh.go/client.go/operation.go, MiraiGo http_api.go;
+    # anti-AD (openmsf.3g.qq.com); decompiled mobile QQ highway ConfigManager.java (htdata3., v6.htdata.qq.com).
     ("msfwifi.3g.qq.com", "tencent_qq", "high"),
     ("msfwifiv6.3g.qq.com", "tencent_qq", "high"),
     ("openmsf.3g.qq.com", "tencent_qq", "high"),
@@ -94,20 +129,24 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("grouptalk.c2c.qq.com", "tencent_qq", "high"),
     ("im.qq.com", "tencent_qq", "high"),
     ("gchat.qpic.cn", "tencent_qq", "high"),
-    ("c2cpicdw.qpic.cn", "tencent_qq", "high"),
-    # R §1.4: QQ avatars; qlogo.cn also embedded elsewhere -> attributed but only low.
-    ("q.qlogo.cn", "tencent_qq", "low"),
+    ("htdata3.qq.com", "tencent_qq", "high"),
+    ("v6.htdata.qq.com", "tencent_qq", "high"),
+    # R §1.4: QQ avatars; qlogo.cn also embedded elsewhere -> attributed but only low (LagrangeGo avatar.go).
     ("q1.qlogo.cn", "tencent_qq", "low"),
     ("p.qlogo.cn", "tencent_qq", "low"),
-    # --- CamScanner. R §1.5: v2fly data/intsig; donglovexiao/Rewrite CamScannerPro.js (api-cs.intsig.net).
+    # --- CamScanner. R §1.5: v2fly data/intsig; donglovexiao/Rewrite CamScannerPro.js, Mikephie/Script
+    # CamScanner.js (camscanner.com); Mikephie/Script cs2-2.js and yjlsx quannengsaomiao.js (api-cs.intsig.net).
     ("www.camscanner.com", "camscanner", "high"),
     ("v4.camscanner.com", "camscanner", "high"),
     ("link.camscanner.com", "camscanner", "high"),
     ("dev.camscanner.com", "camscanner", "high"),
     ("www-sandbox.camscanner.com", "camscanner", "high"),
     ("api-cs.intsig.net", "camscanner", "high"),
-    # --- SHAREit. R §1.6: meltingscales/com.lenovo.anyshare.gps (C6558Ube.java, C21293usi.java, YHi.java,
-    # assets, apkurlgrep.txt).
+    # One rewrite-script source each: Mikephie/Script cs1-3.js (d82. /sync/), yjlsx quannengsaomiao.js (cs8.).
+    ("d82.intsig.net", "camscanner", "medium"),
+    ("cs8.intsig.net", "camscanner", "medium"),
+    # --- SHAREit. R §1.6: meltingscales/com.lenovo.anyshare.gps (C6558Ube.java, C21293usi.java, C9235bGg.java,
+    # YHi.java, apkurlgrep.txt).
     ("api.dalyfeds.com", "shareit", "high"),
     ("active.dalyfeds.com", "shareit", "high"),
     ("activity-api.dalyfeds.com", "shareit", "high"),
@@ -121,11 +160,13 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("test-api.wshareit.com", "shareit", "high"),
     ("cdn.ushareit.com", "shareit", "high"),
     ("relay.ushareit.com", "shareit", "high"),
+    ("dev-api.wshareit.com", "shareit", "high"),
+    ("alpha-api.wshareit.com", "shareit", "high"),
     ("zj-s.usicdn.com", "shareit", "high"),
     ("video-g.usicdn.com", "shareit", "high"),
     ("sentry.ushareit.org", "shareit", "high"),
-    # --- VMate. ykfe/ssr users table (campaign.vmate.com, "Vmate短视频"); publicdata.vmate.in is a single
-    # unrecorded code file -> medium (R §1.7 and signatures/apps/vmate.yaml status).
+    # --- VMate. egg-react-ssr / ssr READMEs' users table (campaign.vmate.com, "Vmate短视频"); publicdata.vmate.in
+    # is a single unrecorded code file -> medium (R §1.7 and signatures/apps/vmate.yaml status).
     ("campaign.vmate.com", "vmate", "high"),
     ("publicdata.vmate.in", "vmate", "medium"),
     # --- WPS Office. R §1.8: v2fly data/wps; George-boop-svg README (localhost.wbridge.wps.cn); QX rules.
@@ -163,6 +204,14 @@ NEGATIVES: list[tuple[str, str]] = [
     ("lionkingsoft.com", "none"),
     ("koushare.com", "none"),
     ("shareitthrough.com", "none"),
+    # Lookalikes of the new WeChat / QQ / CamScanner names.
+    ("wx2.qq.com.evil.example", "none"),
+    ("myweixinbridge.com", "none"),
+    ("weixinbridge.com.example.net", "none"),
+    ("wechatos.network", "none"),
+    ("fakewechatlegal.net", "none"),
+    ("xweixinsxy.com", "none"),
+    ("htdata3.qq.com.example.org", "none"),
     # VMate lookalikes and unrelated "vmate" products (R §1.7).
     ("devmate.com", "none"),
     ("dl.devmate.com", "none"),
@@ -189,11 +238,28 @@ NEGATIVES: list[tuple[str, str]] = [
     ("h5.qzone.qq.com", "low"),
     ("qzonestyle.gtimg.cn", "low"),
     ("mmbiz.qpic.cn", "low"),
+    ("mmsns.qpic.cn", "low"),  # WeChat Moments images: no pinnable source, stays under qpic.cn
+    ("c2cpicdw.qpic.cn", "low"),  # QQ C2C images: no pinnable source, stays under qpic.cn
+    ("q.qlogo.cn", "low"),  # QQ avatars: no pinnable source, stays under qlogo.cn
+    ("wxsnsdy.tc.qq.com", "low"),  # only the listed tc.qq.com media hosts are WeChat's
+    ("video.dispatch.tc.qq.com", "low"),  # Tencent Video ads (tkzc11/QX-Rules AdBlock.js)
+    ("xwxs.qq.com", "low"),
+    ("wx3.qq.com", "low"),
+    ("htdata2.qq.com", "low"),
+    # Tencent Cloud IM, sold to third parties (chat-uikit-wechat README); QQ's own OIDB is oidb.tim.qq.com.
+    ("webim.tim.qq.com", "low"),
+    ("wss.tim.qq.com", "low"),
     ("www.qq.com.cn", "low"),  # qq.com.cn is Tencent's own domain, not a lookalike
     ("qq.com.cn", "low"),
     # R §2: WeChat platform names are not WeChat Pay.
     ("mp.weixin.qq.com", "low"),
     ("open.weixin.qq.com", "low"),
+    # Loaded by unrelated software: the JS-SDK / WeUI / wxLogin.js host embedded by third-party pages
+    # (SuAutumn/js-utils crossdomain.js, lonycc/docs Oauth2.0.md, yyhsong/iWeChat index14.php) and the server API
+    # called by third-party backends (headplan/open_platform, deanjoson/groceryStore, lonycc/docs).
+    ("res.wx.qq.com", "low"),
+    ("api.weixin.qq.com", "low"),
+    ("sz.api.weixin.qq.com", "low"),
     # Alibaba / Ant neighbours (R §1.1, nDPI weibo.pcap.out).
     ("g.alicdn.com", "low"),
     ("log.mmstat.com", "low"),
@@ -201,11 +267,19 @@ NEGATIVES: list[tuple[str, str]] = [
     ("gw.alipayobjects.com", "low"),
     ("mdap.alipaylog.com", "low"),
     ("www.uc.cn", "low"),
+    # Device-fingerprint service loaded by other Alibaba apps and pages (JefChiu/XiamiThief main.coffee).
+    ("ynuf.alipay.com", "low"),
     # Kingsoft / INTSIG / SHAREit Group neighbours (R §1.5, §1.6, §1.8).
     ("hdns.ksyun.com", "low"),
     ("www.kingsoft.com", "low"),
+    # Also loaded by Kingsoft's iciba dictionary (GrandpaNiuu/GrandpaNiu kingsoft-power-word.conf).
+    ("minfo.wps.cn", "low"),
+    ("img.auction-ads.wpscdn.cn", "low"),
+    ("www.iciba.com", "low"),
+    ("kscord.com", "low"),
     ("static.intsig.net", "low"),
     ("bcr2.intsig.net", "low"),
+    ("api.intsig.net", "low"),
     ("www.camcard.com", "low"),
     ("api.rqmob.com", "low"),
     ("gaea.hellay.net", "low"),
