@@ -340,3 +340,43 @@ def test_httpdns_addresses_are_vendor_contact(sigset, address, vendor):
 
 def test_unrelated_address_has_no_match(sigset):
     assert sigset.match_ip("8.8.8.8") is None
+
+
+def accuracy_table() -> str:
+    """The per-app table of docs/signatures.md ("Accuracy"), from these tables and the bundled set.
+
+    Regenerate with ``PYTHONPATH=. python3 tests/test_signatures_accuracy.py``.
+    """
+    sigset = load_signature_set()
+    rows: dict[str, list[int]] = {}
+    for name, app, tier in POSITIVES:
+        match = sigset.match_name(normalize_name(name))
+        ok = match is not None and set(match.apps) == set(app.split("+")) and match.confidence == tier
+        key = app.replace("+", " + ")
+        row = rows.setdefault(key, [0, 0, 0, 0, 0])
+        row[["high", "medium", "low"].index(tier)] += 1
+        row[3] += 1
+        row[4] += ok
+    neg_total = len(NEGATIVES)
+    neg_ok = 0
+    for name, tier in NEGATIVES:
+        match = sigset.match_name(normalize_name(name))
+        if tier == "none":
+            neg_ok += match is None
+        else:
+            neg_ok += match is not None and match.confidence == "low" and match.apps == ()
+    lines = ["| app | positives | high | medium | low | correct |", "|---|---|---|---|---|---|"]
+    for key in sorted(rows):
+        high, medium, low, total, ok = rows[key]
+        lines.append(f"| {key} | {total} | {high} | {medium} | {low} | {ok}/{total} |")
+    total = sum(r[3] for r in rows.values())
+    ok = sum(r[4] for r in rows.values())
+    none = sum(1 for _, tier in NEGATIVES if tier == "none")
+    lines.append(f"| **all positives** | {total} | | | | {ok}/{total} |")
+    lines.append(f"| **negatives** (no match: {none}, vendor contact only: {neg_total - none}) | {neg_total} | | | "
+                 f"| {neg_ok}/{neg_total} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(accuracy_table())
