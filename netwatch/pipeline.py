@@ -12,6 +12,7 @@ from typing import Any
 
 from netwatch import __version__
 from netwatch.decode.decoder import Decoder
+from netwatch.detect.devices import DeviceInventory
 from netwatch.detect.engine import Detector
 from netwatch.extract import Extractor
 from netwatch.model import Observation, RawPacket
@@ -42,9 +43,10 @@ class Pipeline:
         min_confidence: str | None = None,
         emit_all: bool = False,
         observer: dict[str, Any] | None = None,
+        inventory: DeviceInventory | None = None,
     ) -> None:
         self.decoder = Decoder()
-        self.detector = Detector(sigset, min_confidence=min_confidence, emit_all=emit_all)
+        self.detector = Detector(sigset, min_confidence=min_confidence, emit_all=emit_all, inventory=inventory)
         self.extractor = Extractor(wants_answers=self.detector.wants_answers,
                                    interesting_address=self.detector.interesting_address)
         self.inventory = self.detector.inventory

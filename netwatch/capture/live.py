@@ -31,6 +31,23 @@ class LiveCaptureError(Exception):
     """The interface cannot be opened or read (message says which and why)."""
 
 
+_NEED_PRIVILEGE = "run as root or give the binary cap_net_raw,cap_net_admin (docs/sensor.md)"
+
+#: pcap_activate() status codes (libpcap pcap/pcap.h, PCAP_ERROR_*) and what a user should read.
+#: pcapy-ng returns the status instead of raising, and has no pcap_geterr(), so the code is all there is.
+_ACTIVATE_ERRORS = {
+    -1: "libpcap could not activate the capture",
+    -4: "capture already activated",
+    -5: "no such device",
+    -6: "monitor mode not supported",
+    -8: f"permission denied: {_NEED_PRIVILEGE}",
+    -9: "interface is down",
+    -10: "cannot set the time stamp type",
+    -11: f"permission denied for promiscuous mode: {_NEED_PRIVILEGE}, or use --no-promisc",
+    -12: "time stamp precision not supported",
+}
+
+
 @dataclass(slots=True)
 class LiveOptions:
     """How to open one interface; every field maps to a sensor option."""
@@ -68,7 +85,12 @@ def _open_handle(opts: LiveOptions) -> Any:
         handle.set_promisc(1 if opts.promisc else 0)
         handle.set_buffer_size(opts.buffer_size)
         handle.set_timeout(opts.timeout_ms)
-        handle.activate()
+        status = handle.activate()
+        if isinstance(status, int) and status < 0:
+            with contextlib.suppress(Exception):
+                handle.close()
+            reason = _ACTIVATE_ERRORS.get(status, f"libpcap activate failed (status {status})")
+            raise LiveCaptureError(f"{opts.interface}: {reason}")
         handle.setnonblock(1)  # see LiveCapture.read_batch: we wait with poll(2) ourselves
         if handle.datalink() < 0:  # activate() can "succeed" on a down interface; the handle is unusable
             handle.close()
@@ -78,10 +100,27 @@ def _open_handle(opts: LiveOptions) -> Any:
         if opts.fanout_group is not None:
             handle.set_fanout(opts.fanout_group, pcapy.PACKET_FANOUT_HASH)
     except pcapy.PcapError as exc:
-        raise LiveCaptureError(f"{opts.interface}: {exc}") from exc
+        raise LiveCaptureError(f"{opts.interface}: {_plain_pcap_error(str(exc))}") from exc
     except (OSError, ValueError) as exc:
         raise LiveCaptureError(f"{opts.interface}: {exc}") from exc
     return handle
+
+
+def _plain_pcap_error(text: str) -> str:
+    """libpcap's own text, with the privilege hint where it says 'Operation not permitted'."""
+    if "not permitted" in text or "ermission denied" in text:
+        return f"{text}: {_NEED_PRIVILEGE}"
+    return text
+
+
+def check_interface(opts: LiveOptions) -> None:
+    """Open and close `opts.interface` once (small ring, same filter) so a missing interface, a
+    missing capability or a bad BPF expression is reported before any worker starts."""
+    probe = LiveOptions(interface=opts.interface, snaplen=opts.snaplen, promisc=opts.promisc,
+                        buffer_size=min(opts.buffer_size, 1 << 20), timeout_ms=opts.timeout_ms, bpf=opts.bpf)
+    handle = _open_handle(probe)
+    with contextlib.suppress(Exception):
+        handle.close()
 
 
 class LiveCapture:

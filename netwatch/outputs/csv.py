@@ -41,11 +41,12 @@ def _cell(value: Any) -> str:
 
 
 class CsvWriter:
-    """Writes the header once, then one row per event."""
+    """Writes the header once, then one row per event (or per flat record, given its columns)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], columns: tuple[str, ...] = COLUMNS) -> None:
+        self._columns = columns
         self._writer = csv.writer(stream, lineterminator="\n")
-        self._writer.writerow(COLUMNS)
+        self._writer.writerow(columns)
 
     def write(self, event: dict[str, Any]) -> None:
-        self._writer.writerow([_cell(field(event, column)) for column in COLUMNS])
+        self._writer.writerow([_cell(field(event, column)) for column in self._columns])

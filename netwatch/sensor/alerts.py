@@ -7,6 +7,7 @@ Events that name no app (blind spots, plain observations) pass through unchanged
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +41,33 @@ def event_key(event: dict[str, Any]) -> tuple[str, str] | None:
 
 
 class AlertAggregator:
-    """Keeps one Contact per (device, app); decides first contact / reminder / repeat."""
+    """Keeps one Contact per (device, app); decides first contact / reminder / repeat.
+
+    Memory is bounded: at most `max_contacts` contacts, kept in least-recently-used order so
+    eviction is O(1); evicted keys are collected in `evicted` for the database to forget too.
+    """
 
     def __init__(self, contacts: dict[tuple[str, str], Contact] | None = None, *,
-                 reminder_interval: float = 3600.0, max_contacts: int = 1_000_000) -> None:
-        self.contacts: dict[tuple[str, str], Contact] = contacts if contacts is not None else {}
+                 reminder_interval: float = 3600.0, max_contacts: int = 400_000) -> None:
+        self.contacts: OrderedDict[tuple[str, str], Contact] = OrderedDict(contacts or {})
         self.reminder_interval = reminder_interval
         self.max_contacts = max_contacts
         self.dirty: set[tuple[str, str]] = set()
+        self.evicted: set[tuple[str, str]] = set()
+        self.evicted_total = 0
         self.repeats = 0
+
+    def load(self, contacts: dict[tuple[str, str], Contact]) -> None:
+        """Take contacts read back from the database (least recently seen first)."""
+        self.contacts.update(contacts)
+        while len(self.contacts) > self.max_contacts:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        key, _ = self.contacts.popitem(last=False)
+        self.dirty.discard(key)
+        self.evicted.add(key)
+        self.evicted_total += 1
 
     def offer(self, event: dict[str, Any], ts: float) -> Verdict:
         key = event_key(event)
@@ -58,12 +77,14 @@ class AlertAggregator:
         contact = self.contacts.get(key)
         is_new = contact is None
         if contact is None:
-            if len(self.contacts) >= self.max_contacts:  # bounded: drop the oldest-seen contact from memory
-                oldest = min(self.contacts, key=lambda k: self.contacts[k].last_seen)
-                del self.contacts[oldest]
+            while len(self.contacts) >= self.max_contacts:
+                self._evict_oldest()
             contact = Contact(device_id=key[0], app=key[1], first_seen=ts, last_seen=ts,
                               app_name=nw.get("app_name"))
             self.contacts[key] = contact
+            self.evicted.discard(key)
+        else:
+            self.contacts.move_to_end(key)
         contact.add(ts, nw.get("evidence") or "unknown", nw.get("name"), nw.get("confidence"))
         self.dirty.add(key)
         if is_new or contact.last_alert is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -40,6 +39,10 @@ def _fail(message: str) -> None:
 @click.option("--idle-timeout", type=float, default=None, help="Seconds before a quiet flow is new. [120]")
 @click.option("-o", "--output", default=None, help="JSON lines output file; '-' = stdout, '' = none. [-]")
 @click.option("--db", default=None, help=f"SQLite state database. [{DEFAULT_DB}]")
+@click.option("--follow-db-symlink", is_flag=True, default=None,
+              help="Accept a --db path that is a symbolic link (refused by default).")
+@click.option("--max-devices", type=int, default=None,
+              help="Devices remembered per worker and in the database; least recently seen evicted. [100000]")
 @click.option("--retention-days", type=float, default=None, help="Forget contacts older than this; 0 = never. [90]")
 @click.option("--reminder-interval", type=float, default=None,
               help="Seconds between reminder alerts per (device, app). [3600]")
@@ -95,6 +98,51 @@ def _iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _rfc3339(ts: float | None) -> str | None:
+    """Machine output carries RFC 3339 UTC like every other netwatch event, never epoch floats."""
+    from netwatch.outputs.ecs import rfc3339
+
+    return rfc3339(ts) if isinstance(ts, (int, float)) else None
+
+
+_TIME_FIELDS = ("first_seen", "last_seen", "last_alert")
+
+
+def device_document(dev: dict[str, Any]) -> dict[str, Any]:
+    """One `devices --format jsonl` line: the inventory dict with its times in RFC 3339."""
+    out = {k: (_rfc3339(v) if k in _TIME_FIELDS else v) for k, v in dev.items()}
+    out["apps"] = {app: {k: (_rfc3339(v) if k in _TIME_FIELDS else v) for k, v in contact.items()}
+                   for app, contact in dev["apps"].items()}
+    return out
+
+
+class FormatChoice(click.Choice):
+    """`--format` choices per the project's convention; older spellings still work, unlisted."""
+
+    def __init__(self, choices: list[str], aliases: dict[str, str]) -> None:
+        super().__init__(choices)
+        self.aliases = aliases
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(self.aliases.get(value, value), param, ctx)
+
+
+def _known_apps(state: Any) -> list[str]:
+    """App ids `--app` accepts: the bundled set's apps and vendors, and whatever the database holds
+    (apps from the sensor's overlays)."""
+    from netwatch.signatures import load_signature_set
+
+    known = set(state.known_apps())
+    try:
+        sigset = load_signature_set()
+    except Exception:  # the database alone still names the apps it holds
+        sigset = None
+    if sigset is not None:
+        known.update(sigset.apps)
+        known.update(f"vendor:{r.vendor}" for r in sigset.rules.values() if not r.apps and r.vendor)
+    return sorted(known)
+
+
 def _db_path(db: str | None, config_path: str | None) -> str:
     if db:
         return db
@@ -125,12 +173,17 @@ def _flat_rows(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+DEVICE_COLUMNS = ("device", "hostname", "macs", "ips", "vendor", "app", "confidence", "contacts", "evidence",
+                  "first_seen", "last_seen", "names")
+
+
 @click.command()
 @click.option("--db", default=None, help=f"State database of the sensor. [{DEFAULT_DB}]")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Take the database path from this sensor config file.")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table")
-@click.option("--app", default=None, help="Only devices that contacted this app id.")
+@click.option("--format", "fmt", type=FormatChoice(["table", "jsonl", "csv"], {"json": "jsonl", "text": "table"}),
+              default="table", show_default=True)
+@click.option("--app", default=None, help="Only devices that contacted this app id (e.g. alipay, wechat_pay).")
 @click.option("--since", default=None, help="Only contacts seen since (24h, 7d, ISO date).")
 @click.option("--min-confidence", type=click.Choice(["low", "medium", "high"]), default=None)
 @click.option("--all", "show_all", is_flag=True, help="Also devices with no app contact.")
@@ -140,24 +193,28 @@ def devices(db: str | None, config_path: str | None, fmt: str, app: str | None, 
     from netwatch.sensor.state import StateDB, StateError
 
     path = _db_path(db, config_path)
+    cutoff = parse_since(since) if since else None
     try:
         state = StateDB(path, readonly=True)
-        found = state.devices(app=app, since=parse_since(since) if since else None,
-                              min_confidence=min_confidence, only_flagged=not show_all)
-        state.close()
+        try:
+            if app is not None and app not in (valid := _known_apps(state)):
+                _fail(f"unknown app {app!r}; valid app ids: {', '.join(valid)}")
+            found = state.devices(app=app, since=cutoff, min_confidence=min_confidence, only_flagged=not show_all)
+        finally:
+            state.close()
     except StateError as exc:
         _fail(str(exc))
     if fmt == "jsonl":
         for dev in found:
-            click.echo(json.dumps(dev, separators=(",", ":"), ensure_ascii=False))
+            click.echo(json.dumps(device_document(dev), separators=(",", ":"), ensure_ascii=False))
         return
     rows = _flat_rows(found)
     if fmt == "csv":
-        columns = list(rows[0]) if rows else ["device", "hostname", "macs", "ips", "vendor", "app", "confidence",
-                                              "contacts", "evidence", "first_seen", "last_seen", "names"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        from netwatch.outputs.csv import CsvWriter
+
+        writer = CsvWriter(sys.stdout, columns=DEVICE_COLUMNS)
+        for row in rows:
+            writer.write(row)
         return
     if not rows:
         click.echo("no devices")
@@ -218,9 +275,18 @@ def check_health(db_path: str, max_age: float | None = None, now: float | None =
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--max-age", type=float, default=None,
               help="Oldest acceptable heartbeat, seconds. [max(90, 3 x stats_interval)]")
-def health(db: str | None, config_path: str | None, max_age: float | None) -> None:
-    """Exit 0 when the sensor is running and recent, 1 otherwise; prints a JSON report."""
+@click.option("--format", "fmt", type=FormatChoice(["table", "json"], {"jsonl": "json", "text": "table"}),
+              default="json", show_default=True, help="A JSON document (for monitoring agents) or a table.")
+def health(db: str | None, config_path: str | None, max_age: float | None, fmt: str) -> None:
+    """Exit 0 when the sensor is running and recent, 1 otherwise; prints a report."""
     ok, report = check_health(_db_path(db, config_path), max_age)
     report["healthy"] = ok
-    click.echo(json.dumps(report, sort_keys=True))
+    if fmt == "json":
+        click.echo(json.dumps(report, sort_keys=True))
+    else:
+        width = max(len(k) for k in report)
+        for key in sorted(report):
+            value = report[key]
+            text = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+            click.echo(f"{key.ljust(width)}  {text}")
     sys.exit(EXIT_OK if ok else EXIT_UNHEALTHY)

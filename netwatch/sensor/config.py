@@ -8,6 +8,7 @@ file name and key so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class SensorConfig:
     idle_timeout: float = 120.0  # seconds before a quiet flow counts as new
     output: str = "-"  # JSON lines of alerts; "-" = standard output, "" = none
     db: str = DEFAULT_DB  # SQLite state database (WAL)
+    follow_db_symlink: bool = False  # refuse a db path that is a symbolic link unless this is set
+    max_devices: int = 100_000  # devices kept per worker and in the parent/database (least recent evicted)
     retention_days: float = 90.0  # forget contacts/alerts older than this (0 = keep forever)
     reminder_interval: float = 3600.0  # seconds between reminder alerts per (device, app)
     signatures: list[str] = field(default_factory=list)  # overlay directories
@@ -73,7 +76,8 @@ class SensorConfig:
             raise ConfigError(f"workers must be 1..64, not {self.workers}")
         if self.workers > 1 and "any" in self.interfaces:
             raise ConfigError("workers > 1 needs a real interface: PACKET_FANOUT does not apply to 'any'")
-        for name in ("snaplen", "buffer_size_mb", "batch_size", "max_flows", "head_packets", "head_bytes"):
+        for name in ("snaplen", "buffer_size_mb", "batch_size", "max_flows", "head_packets", "head_bytes",
+                     "max_devices"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.reminder_interval < 0 or self.retention_days < 0:
@@ -150,13 +154,18 @@ def build_config(config_file: str | Path | None, cli: dict[str, Any]) -> SensorC
     values: dict[str, Any] = {}
     if config_file:
         values.update(load_config_file(config_file))
+    from_cli = set()
     for name, value in cli.items():
         if value is None or (isinstance(value, tuple) and not value):
             continue
         values[name] = list(value) if isinstance(value, tuple) else value
+        from_cli.add(name)
     try:
         cfg = SensorConfig(**values)
-    except TypeError as exc:
+        cfg.validate()
+    except (TypeError, ConfigError) as exc:
+        # name the file unless the bad value came from the command line
+        if config_file and not any(re.search(rf"\b{name}\b", str(exc)) for name in from_cli):
+            raise ConfigError(f"{config_file}: {exc}") from exc
         raise ConfigError(str(exc)) from exc
-    cfg.validate()
     return cfg

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +24,7 @@ from netwatch import __version__
 from netwatch.sensor.alerts import REASON_FIRST, REASON_REMINDER, AlertAggregator, annotate, event_key
 from netwatch.sensor.config import ConfigError, SensorConfig, build_config
 from netwatch.sensor.logs import log
-from netwatch.sensor.state import DeviceRecord, StateDB, StateError
+from netwatch.sensor.state import DeviceRecord, StateDB, StateError, StateRefused
 from netwatch.sensor.worker import WorkerSpec, load_sigset, run_worker
 
 HOUSEKEEPING_S = 1.0
@@ -33,8 +33,16 @@ DB_RETRY_S = 30.0
 ERROR_LOG_EVERY_S = 60.0
 MAX_PENDING_ALERTS = 10_000  # alert history rows kept in memory while the database is unwritable
 STARTUP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 4.0  # workers get this long to flush after SIGTERM, then they are killed
+STOP_DRAIN_S = 1.5  # what killed workers had already queued is read for at most this long
+PUMP_SLICE_S = 0.2  # the main loop reads messages for at most this long before housekeeping
 WORKER_RESTART_S = 2.0
+CONTACTS_PER_DEVICE = 4  # the contact table's cap is this many per remembered device
+PRIVATE_UMASK = 0o027  # files the sensor creates: at most 0640, directories 0750 (as the unit's UMask)
+
+
+class StartupError(Exception):
+    """The sensor cannot start (message says why); reported before any worker runs, exit 2."""
 
 
 def _ecs_mac_to_colon(mac: str | None) -> str | None:
@@ -65,9 +73,11 @@ class Sensor:
         self.events_q: Any = None
         self.stop_event: Any = None
         self.workers: list[_Worker] = []
-        self.aggregator = AlertAggregator(reminder_interval=cfg.reminder_interval)
-        self.devices: dict[str, DeviceRecord] = {}
+        self.aggregator = AlertAggregator(reminder_interval=cfg.reminder_interval,
+                                          max_contacts=CONTACTS_PER_DEVICE * cfg.max_devices)
+        self.devices: OrderedDict[str, DeviceRecord] = OrderedDict()  # least recently seen first
         self.dirty_devices: set[str] = set()
+        self.forget_devices: set[str] = set()  # evicted from memory; deleted from the database next flush
         self.pending_alerts: deque[tuple[float, str, str, str, dict]] = deque(maxlen=MAX_PENDING_ALERTS)
         self.db: StateDB | None = None
         self.output: IO[str] | None = None
@@ -99,9 +109,18 @@ class Sensor:
         log(self.logger, logging.ERROR, msg, **fields)
 
     # -- setup ---------------------------------------------------------------------
-    def _open_db(self) -> None:
+    def _open_db(self, *, starting: bool = False) -> None:
+        """Open (or re-try) the database. At start a refusal (another sensor holds it, a symlink)
+        is fatal; an unwritable disk is not: capture goes on and the open is retried."""
         try:
-            self.db = StateDB(self.cfg.db)
+            self.db = StateDB(self.cfg.db, follow_symlink=self.cfg.follow_db_symlink)
+        except StateRefused as exc:
+            self.db = None
+            if starting:
+                raise StartupError(str(exc)) from exc
+            self.error("state database refused; capture continues without persistence", key="db_open",
+                       error=str(exc), db=self.cfg.db)
+            return
         except StateError as exc:
             self.db = None
             self.totals["db_errors"] += 1
@@ -109,10 +128,29 @@ class Sensor:
                        key="db_open", error=str(exc), db=self.cfg.db)
             return
         if not self.aggregator.contacts:
-            self.aggregator.contacts.update(self.db.load_contacts())
-            self.devices.update(self.db.load_devices())
+            try:
+                trimmed = self.db.trim(self.cfg.max_devices, self.aggregator.max_contacts)
+                self.aggregator.load(self.db.load_contacts())
+                self._remember_devices(self.db.load_devices())
+            except StateError as exc:
+                self.error("cannot read the state database", error=str(exc), db=self.cfg.db)
+                return
             self.info("state loaded", db=self.cfg.db, devices=len(self.devices),
-                      contacts=len(self.aggregator.contacts))
+                      contacts=len(self.aggregator.contacts), trimmed_rows=trimmed)
+
+    def _remember_devices(self, records: dict[str, DeviceRecord]) -> None:
+        for dev_id, record in records.items():
+            self.devices[dev_id] = record
+            self.devices.move_to_end(dev_id)
+            self._evict_devices()
+
+    def _evict_devices(self) -> None:
+        """Keep at most max_devices, dropping the least recently seen (memory and database)."""
+        while len(self.devices) > self.cfg.max_devices:
+            dev_id, _ = self.devices.popitem(last=False)
+            self.dirty_devices.discard(dev_id)
+            self.forget_devices.add(dev_id)
+            self.totals["devices_evicted"] += 1
 
     def _open_output(self) -> None:
         if self.cfg.output in ("", None):
@@ -121,8 +159,11 @@ class Sensor:
             self.output = sys.stdout
             return
         path = Path(self.cfg.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.output = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the daemon's life
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.output = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the daemon's life
+        except OSError as exc:
+            raise StartupError(f"cannot open the output {path}: {exc.strerror or exc}") from exc
 
     def _open_forwarders(self) -> None:
         if not self.cfg.forward:
@@ -130,9 +171,40 @@ class Sensor:
         from netwatch.forward import ForwarderSet
 
         state_dir = Path(self.cfg.forward_state_dir or (Path(self.cfg.db).parent / "forward"))
-        self.forwarders = ForwarderSet.from_urls(self.cfg.forward, state_dir=state_dir,
-                                                 observer_hostname=self.hostname)
-        self.forwarders.start()
+        try:
+            self.forwarders = ForwarderSet.from_urls(self.cfg.forward, state_dir=state_dir,
+                                                     observer_hostname=self.hostname)
+            self.forwarders.start()
+        except Exception as exc:
+            named = str(state_dir) in str(exc)
+            raise StartupError(f"cannot open the forwarder queues{'' if named else ' in ' + str(state_dir)}: "
+                               f"{exc}") from exc
+
+    def _check_interfaces(self) -> None:
+        """Open each interface once in the parent: 'no such device', a missing capability or a bad
+        BPF filter is one clear error before any worker starts."""
+        from netwatch.capture.live import LiveCaptureError, LiveOptions, check_interface
+
+        for interface in self.cfg.interfaces:
+            try:
+                check_interface(LiveOptions(interface=interface, snaplen=self.cfg.snaplen, promisc=self.cfg.promisc,
+                                            timeout_ms=self.cfg.timeout_ms, bpf=self.cfg.bpf))
+            except LiveCaptureError as exc:
+                raise StartupError(f"cannot capture on {exc}") from exc
+            except ImportError as exc:
+                raise StartupError(f"live capture needs pcapy-ng and libpcap: {exc}") from exc
+
+    def _start_metrics(self) -> None:
+        if not self.cfg.metrics_port:
+            return
+        from netwatch.sensor.metrics import start_metrics_server
+
+        try:
+            start_metrics_server(self.cfg.metrics_port, self.cfg.metrics_address, self.snapshot)
+        except OSError as exc:
+            raise StartupError(f"cannot serve metrics on {self.cfg.metrics_address}:{self.cfg.metrics_port}: "
+                               f"{exc.strerror or exc}") from exc
+        self.info("metrics endpoint listening", address=self.cfg.metrics_address, port=self.cfg.metrics_port)
 
     def _open_evidence(self) -> None:
         if not self.cfg.evidence_dir:
@@ -158,7 +230,7 @@ class Sensor:
             max_flows=c.max_flows, head_packets=c.head_packets, head_bytes=c.head_bytes,
             idle_timeout=c.idle_timeout, signatures=list(c.signatures), policy=c.policy,
             min_confidence=c.min_confidence, emit_all=c.emit_all, observer=self._observer(),
-            evidence=bool(self.evidence))
+            evidence=bool(self.evidence), parent_pid=os.getpid(), max_devices=c.max_devices)
 
     def _start_worker(self, spec: WorkerSpec) -> _Worker:
         ctrl = self.ctx.Queue()
@@ -179,6 +251,7 @@ class Sensor:
 
     # -- run -----------------------------------------------------------------------
     def run(self) -> int:
+        os.umask(os.umask(0) | PRIVATE_UMASK)  # also outside systemd: no world-readable state or alerts
         try:
             sigset = load_sigset(self.cfg.signatures, self.cfg.policy)
         except Exception as exc:
@@ -186,12 +259,15 @@ class Sensor:
             return 2
         self.signature_version = str(getattr(sigset, "version", ""))
         self.signature_hash = str(getattr(sigset, "content_hash", ""))
-        self._open_db()
         try:
+            self._check_interfaces()
+            self._open_db(starting=True)
             self._open_output()
             self._open_forwarders()
-        except Exception as exc:
-            self.error("cannot open outputs", error=str(exc))
+            self._start_metrics()
+        except StartupError as exc:
+            self.error("cannot start", error=str(exc))
+            self._close_outputs()
             return 2
         self._open_evidence()
         self._start_workers()
@@ -201,11 +277,6 @@ class Sensor:
         if not self._wait_ready():
             self._shutdown()
             return 1
-        if self.cfg.metrics_port:
-            from netwatch.sensor.metrics import start_metrics_server
-
-            start_metrics_server(self.cfg.metrics_port, self.cfg.metrics_address, self.snapshot)
-            self.info("metrics endpoint listening", address=self.cfg.metrics_address, port=self.cfg.metrics_port)
         self.info("sensor started", interfaces=self.cfg.interfaces, workers=self.cfg.workers, pid=os.getpid(),
                   signature_version=self.signature_version, signature_hash=self.signature_hash,
                   db=self.cfg.db, version=__version__)
@@ -251,13 +322,16 @@ class Sensor:
         return True
 
     # -- messages from workers -------------------------------------------------------
-    def _pump(self, timeout: float) -> None:
+    def _pump(self, timeout: float, budget: float = PUMP_SLICE_S) -> None:
+        """Handle queued messages for at most `budget` seconds (signals and housekeeping wait
+        no longer than that, whatever the backlog)."""
         try:
             msg = self.events_q.get(timeout=timeout)
         except queue.Empty:
             return
         self._handle(msg)
-        for _ in range(256):  # drain what is already there without blocking
+        until = time.monotonic() + budget
+        while time.monotonic() < until:
             try:
                 msg = self.events_q.get_nowait()
             except queue.Empty:
@@ -297,6 +371,10 @@ class Sensor:
             ts = float(dev.get("first_seen") or dev.get("last_seen") or time.time())
             record = self.devices[dev_id] = DeviceRecord(id=dev_id, first_seen=ts, last_seen=ts)
             self.dirty_devices.add(dev_id)
+            self.forget_devices.discard(dev_id)
+            self._evict_devices()
+        else:
+            self.devices.move_to_end(dev_id)
         if record.merge(dev):
             self.dirty_devices.add(dev_id)
 
@@ -381,6 +459,7 @@ class Sensor:
         for worker in self.workers:
             totals.update(self._worker_totals(worker))
         totals.update(self.totals)
+        totals["contacts_evicted"] = self.aggregator.evicted_total
         depth = self.events_q.qsize() if self.events_q is not None else 0
         if self.forwarders is not None:
             with contextlib.suppress(Exception):
@@ -388,7 +467,8 @@ class Sensor:
         return {"totals": dict(totals), "detections": dict(self.detections), "alerts": dict(self.alerts),
                 "queue_depth": depth, "workers_alive": sum(w.process.is_alive() for w in self.workers),
                 "worker_frames": [w.stats.get("frames", 0) for w in self.workers],
-                "signature_version": self.signature_version, "signature_hash": self.signature_hash}
+                "signature_version": self.signature_version, "signature_hash": self.signature_hash,
+                "devices": len(self.devices), "contacts": len(self.aggregator.contacts)}
 
     def _log_stats(self) -> None:
         snap = self.snapshot()
@@ -410,10 +490,12 @@ class Sensor:
         contacts = self.aggregator.take_dirty()
         devices = [self.devices[d] for d in self.dirty_devices if d in self.devices]
         alerts = list(self.pending_alerts)
-        if not (contacts or devices or alerts):
+        forget_contacts = set(self.aggregator.evicted)
+        if not (contacts or devices or alerts or self.forget_devices or forget_contacts):
             return
         try:
-            self.db.write_batch(devices, contacts, alerts)
+            self.db.write_batch(devices, contacts, alerts, forget_devices=self.forget_devices,
+                                forget_contacts=forget_contacts)
         except StateError as exc:
             self.totals["db_errors"] += 1
             self.aggregator.dirty.update((c.device_id, c.app) for c in contacts)
@@ -422,6 +504,8 @@ class Sensor:
             return
         self.dirty_devices.clear()
         self.pending_alerts.clear()
+        self.forget_devices.clear()
+        self.aggregator.evicted -= forget_contacts
 
     def _heartbeat(self, state: str) -> None:
         if self.db is None:
@@ -483,34 +567,67 @@ class Sensor:
         return True
 
     def _shutdown(self) -> None:
+        """Stop within STOP_TIMEOUT_S + STOP_DRAIN_S whatever the traffic: SIGTERM the workers
+        (they stop between two packets and flush), read what they send, SIGKILL any that hang."""
         self.info("sensor stopping")
         if self.stop_event is not None:
             self.stop_event.set()
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while time.monotonic() < deadline and not all(w.finished or not w.process.is_alive()
                                                       for w in self.workers):
-            self._pump(timeout=0.1)
-        self._pump(timeout=0.05)
+            self._pump(timeout=0.1, budget=0.1)
         for worker in self.workers:
-            worker.process.join(timeout=2)
+            if worker.process.is_alive() and not worker.finished:
+                self.error("worker did not stop in time; killing it", worker=worker.spec.index,
+                           pid=worker.process.pid)
+                worker.process.kill()
+        drain_until = time.monotonic() + STOP_DRAIN_S
+        left = self._drain(drain_until)
+        if left:
+            self.error("stopped before reading everything the workers sent", unread_messages=left)
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.1, drain_until - time.monotonic()))
             if worker.process.is_alive():
-                self.error("worker did not stop; terminating it", worker=worker.spec.index)
-                worker.process.terminate()
-                worker.process.join(timeout=2)
+                worker.process.kill()
+                worker.process.join(timeout=1)
         self._persist()
         self._log_stats()
         self._heartbeat("stopped")
         if self.forwarders is not None:
             with contextlib.suppress(Exception):
                 self.forwarders.flush(5.0)
-            self.forwarders.close()
         if self.evidence is not None:
             self.evidence.close()
+        self._close_outputs()
+        self.info("sensor stopped")
+
+    def _drain(self, until: float) -> int:
+        """Handle queued messages until `until`; the number left unread (0 when the queue emptied)."""
+        if self.events_q is None:
+            return 0
+        while time.monotonic() < until:
+            try:
+                self._handle(self.events_q.get(timeout=0.05))
+            except queue.Empty:
+                return 0
+        try:
+            return self.events_q.qsize()
+        except NotImplementedError:
+            return 1
+
+    def _close_outputs(self) -> None:
+        if self.forwarders is not None:
+            self.forwarders.close()
+            self.forwarders = None
         if self.output is not None and self.output is not sys.stdout:
             self.output.close()
+        self.output = None
         if self.db is not None:
             self.db.close()
-        self.info("sensor stopped")
+            self.db = None
 
 
 def run_sensor(config_path: str | None, cli_overrides: dict[str, Any], logger: logging.Logger) -> int:

@@ -22,6 +22,10 @@ _COUNTERS = (
     ("netwatch_capture_reopens", "Times an interface was re-opened after going away", "reopens"),
     ("netwatch_db_errors", "Failed writes to the state database", "db_errors"),
     ("netwatch_output_errors", "Failed writes to the JSON lines output", "output_errors"),
+    ("netwatch_devices_evicted", "Devices dropped from memory and database (max_devices reached)",
+     "devices_evicted"),
+    ("netwatch_contacts_evicted", "Device-app contacts dropped from memory and database (cap reached)",
+     "contacts_evicted"),
 )
 
 
@@ -48,6 +52,11 @@ class SensorCollector:
                                   "Events waiting: worker queue plus forwarder queues")
         depth.add_metric([], float(snap.get("queue_depth", 0)))
         yield depth
+        for key, doc in (("devices", "Devices the sensor remembers (at most max_devices)"),
+                         ("contacts", "Device-app contacts the sensor remembers")):
+            gauge = GaugeMetricFamily(f"netwatch_{key}", doc)
+            gauge.add_metric([], float(snap.get(key, 0)))
+            yield gauge
         workers = GaugeMetricFamily("netwatch_workers_alive", "Capture worker processes running")
         workers.add_metric([], float(snap.get("workers_alive", 0)))
         yield workers

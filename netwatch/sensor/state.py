@@ -8,10 +8,14 @@ Tables: devices, contacts (one row per device and app), alerts (history), meta
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
+import stat
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +44,70 @@ CREATE INDEX IF NOT EXISTS contacts_last_seen ON contacts (last_seen);
 """
 
 
+_TABLES = frozenset({"meta", "devices", "contacts", "alerts"})
+DB_FILE_MODE = 0o640  # group-readable for an operator group; never world-readable (alert history)
+
+
 class StateError(Exception):
     """The database cannot be opened or written (message has the path and the reason)."""
+
+
+class StateRefused(StateError):
+    """Opening would be unsafe or would fight another writer (locked, symlink): not worth retrying."""
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+def _take_writer_lock(db_path: Path) -> int:
+    """An exclusive flock on `<db>.lock` holding our pid; the kernel drops it when we die.
+
+    Two sensors writing one database would emit every alert twice and overwrite each other's
+    counts, so the second one is refused with the first one's pid.
+    """
+    path = lock_path(db_path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, DB_FILE_MODE)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot create the lock file: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StateRefused(f"{db_path}: in use by another netwatch sensor (pid {holder}); stop it or give "
+                           f"this one its own --db") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _readonly_uri(path: Path) -> str:
+    """A read-only SQLite URI for any file name: `#`, `?` and `%` are escaped (RFC 3986)."""
+    return "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+
+
+def _create_private(path: Path, follow_symlink: bool) -> None:
+    """Create the database file 0640 (SQLite gives its WAL and shm the same mode) and take
+    world access away from one an earlier version created 0644."""
+    if path.is_symlink() and not follow_symlink:
+        raise StateRefused(f"{path}: is a symbolic link; refusing to write through it "
+                           "(set follow_db_symlink / --follow-db-symlink if that is intended)")
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (0 if follow_symlink else os.O_NOFOLLOW)
+    fd = os.open(path, flags, DB_FILE_MODE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o007:
+            os.fchmod(fd, mode & ~0o007)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            side_mode = stat.S_IMODE(side.lstat().st_mode)
+            if side_mode & 0o007 and not side.is_symlink():
+                side.chmod(side_mode & ~0o007)
 
 
 @dataclass(slots=True)
@@ -110,35 +176,69 @@ class DeviceRecord:
 class StateDB:
     """Thin synchronous wrapper; one writer (the sensor), any number of readers."""
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
+                 follow_symlink: bool = False) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+        if readonly:
+            self._open_readonly()
+            return
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StateError(f"{self.path}: no such database")
-                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.path, timeout=10)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(_SCHEMA)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                  (str(SCHEMA_VERSION),))
-                self.conn.commit()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path, follow_symlink)
+            self._lock_fd = _take_writer_lock(self.path)
+        except OSError as exc:
+            raise StateError(f"{self.path}: {exc.strerror or exc}") from exc
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=10)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.commit()
         except (sqlite3.Error, OSError) as exc:
+            self._release_lock()
             raise StateError(f"{self.path}: {exc}") from exc
         self.conn.row_factory = sqlite3.Row
 
+    def _open_readonly(self) -> None:
+        """Open for `devices` / `health`; anything that is not a sensor database is a StateError."""
+        if self.path.is_dir():
+            raise StateError(f"{self.path}: is a directory, not a database")
+        if not self.path.exists():
+            raise StateError(f"{self.path}: no such database")
+        try:
+            self.conn = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=10)
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: not a netwatch state database ({exc})") from exc
+        if not _TABLES.issubset(tables):
+            self.conn.close()
+            raise StateError(f"{self.path}: not a netwatch state database (no sensor tables)")
+        self.conn.row_factory = sqlite3.Row
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def close(self) -> None:
         self.conn.close()
+        self._release_lock()
 
     # -- writes (caller commits via write_batch) -------------------------------------
     def write_batch(self, devices: Iterable[DeviceRecord], contacts: Iterable[Contact],
-                    alerts: Iterable[tuple[float, str, str, str, dict]]) -> None:
-        """Write everything in one transaction; raise StateError (the caller keeps its data)."""
+                    alerts: Iterable[tuple[float, str, str, str, dict]], *,
+                    forget_devices: Iterable[str] = (), forget_contacts: Iterable[tuple[str, str]] = ()) -> None:
+        """Write everything in one transaction; raise StateError (the caller keeps its data).
+
+        `forget_*` are rows the sensor evicted from its bounded memory: deleting them keeps the
+        database within the same bound.
+        """
         try:
             with self.conn:
+                self.conn.executemany("DELETE FROM devices WHERE id = ?", [(d,) for d in forget_devices])
+                self.conn.executemany("DELETE FROM contacts WHERE device_id = ? AND app = ?", list(forget_contacts))
                 self.conn.executemany(
                     "INSERT INTO devices (id, macs, ips, hostname, vendor, first_seen, last_seen) "
                     "VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET macs=excluded.macs, "
@@ -187,13 +287,38 @@ class StateDB:
         return n
 
     # -- reads -----------------------------------------------------------------------
+    def trim(self, max_devices: int, max_contacts: int) -> int:
+        """Keep only the most recently seen rows within the sensor's caps (a database written
+        with larger caps, or by an older version, shrinks to them)."""
+        try:
+            with self.conn:
+                n = self.conn.execute(
+                    "DELETE FROM devices WHERE id NOT IN (SELECT id FROM devices ORDER BY last_seen DESC LIMIT ?)",
+                    (max_devices,)).rowcount
+                n += self.conn.execute(
+                    "DELETE FROM contacts WHERE rowid NOT IN "
+                    "(SELECT rowid FROM contacts ORDER BY last_seen DESC LIMIT ?)", (max_contacts,)).rowcount
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+        return n
+
     def get_meta(self, key: str) -> Any:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return json.loads(row[0]) if row else None
+        except (sqlite3.Error, ValueError) as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
 
     def load_contacts(self) -> dict[tuple[str, str], Contact]:
+        """All contacts, least recently seen first (the order an LRU wants)."""
+        try:
+            return self._load_contacts()
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
+    def _load_contacts(self) -> dict[tuple[str, str], Contact]:
         out = {}
-        for r in self.conn.execute("SELECT * FROM contacts"):
+        for r in self.conn.execute("SELECT * FROM contacts ORDER BY last_seen"):
             out[(r["device_id"], r["app"])] = Contact(
                 device_id=r["device_id"], app=r["app"], app_name=r["app_name"], first_seen=r["first_seen"],
                 last_seen=r["last_seen"], counts=json.loads(r["counts"]), names=json.loads(r["names"]),
@@ -201,12 +326,23 @@ class StateDB:
         return out
 
     def load_devices(self) -> dict[str, DeviceRecord]:
-        return {
-            r["id"]: DeviceRecord(id=r["id"], first_seen=r["first_seen"], last_seen=r["last_seen"],
-                                  macs=json.loads(r["macs"]), ips=json.loads(r["ips"]),
-                                  hostname=r["hostname"], vendor=r["vendor"])
-            for r in self.conn.execute("SELECT * FROM devices")
-        }
+        """All devices, least recently seen first."""
+        try:
+            return {
+                r["id"]: DeviceRecord(id=r["id"], first_seen=r["first_seen"], last_seen=r["last_seen"],
+                                      macs=json.loads(r["macs"]), ips=json.loads(r["ips"]),
+                                      hostname=r["hostname"], vendor=r["vendor"])
+                for r in self.conn.execute("SELECT * FROM devices ORDER BY last_seen")
+            }
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
+    def known_apps(self) -> list[str]:
+        """App ids that have contacts in this database."""
+        try:
+            return [r[0] for r in self.conn.execute("SELECT DISTINCT app FROM contacts")]
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
 
     def alert_history(self, device_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         sql, args = "SELECT ts, device_id, app, reason, event FROM alerts", []

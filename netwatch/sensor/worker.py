@@ -8,6 +8,7 @@ loses nothing but its in-flight packets, and the parent restarts it.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
 import os
@@ -23,6 +24,9 @@ STATS_EVERY_S = 1.0
 EVIDENCE_RING = 64  # recent admitted packets kept to attach to an alert
 EVIDENCE_PER_ALERT = 16
 _DEVICE_SCAN_STOP = 64  # stop scanning the inventory after this many unchanged recently-used devices
+EVENTS_PER_MESSAGE = 512  # events per queue message: bounds the parent's work per message
+DEVICES_PER_MESSAGE = 1024
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(slots=True)
@@ -48,6 +52,8 @@ class WorkerSpec:
     emit_all: bool
     observer: dict[str, Any]
     evidence: bool
+    parent_pid: int
+    max_devices: int = 100_000
 
 
 def load_sigset(overlays: list[str], policy: str | None) -> Any:
@@ -115,8 +121,25 @@ def evidence_packets(event: dict[str, Any], ring: deque[RawPacket], current: Raw
     return [(p.ts, p.linktype, p.data) for p in picked]
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when the sensor parent dies (OOM kill, crash,
+    SIGKILL): an orphaned worker would keep its capture socket and fanout share forever."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent-liveness check in the loop remains
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_worker(spec: WorkerSpec, out_queue: Any, ctrl_queue: Any, stop_event: Any) -> None:
-    """Process entry point; returns when stop_event is set or SIGTERM arrives."""
+    """Process entry point; returns when stop_event is set or SIGTERM arrives.
+
+    SIGTERM is honoured between two packets, not only between batches: one batch of a crafted
+    flood can take seconds of Python work, and the parent allows a worker a few seconds to stop.
+    """
+    die_with_parent(spec.parent_pid)
     stopping = False
 
     def on_term(_signum: int, _frame: Any) -> None:
@@ -136,11 +159,12 @@ def run_worker(spec: WorkerSpec, out_queue: Any, ctrl_queue: Any, stop_event: An
     try:
         from netwatch._fastpath import FlowFilter
         from netwatch.capture.live import LiveCapture, LiveOptions
+        from netwatch.detect.devices import DeviceInventory
         from netwatch.pipeline import Pipeline
 
         sigset = load_sigset(spec.signatures, spec.policy)
         pipeline = Pipeline(sigset, min_confidence=spec.min_confidence, emit_all=spec.emit_all,
-                            observer=spec.observer)
+                            observer=spec.observer, inventory=DeviceInventory(max_devices=spec.max_devices))
         pipeline.capture_file = spec.interface  # events then carry the live frame number
         flow_filter = FlowFilter(max_flows=spec.max_flows, head_packets=spec.head_packets,
                                  head_bytes=spec.head_bytes, idle_timeout=spec.idle_timeout)
@@ -165,8 +189,8 @@ def run_worker(spec: WorkerSpec, out_queue: Any, ctrl_queue: Any, stop_event: An
     def report() -> None:
         send("stats", spec.index, capture.stats(), pipeline.counters())
         changed = tracker.changed(pipeline.inventory)
-        if changed:
-            send("devices", spec.index, changed)
+        for start in range(0, len(changed), DEVICES_PER_MESSAGE):
+            send("devices", spec.index, changed[start:start + DEVICES_PER_MESSAGE])
 
     def ship(events: list[dict[str, Any]], pkt: RawPacket | None, out: list) -> None:
         for event in events:
@@ -179,24 +203,31 @@ def run_worker(spec: WorkerSpec, out_queue: Any, ctrl_queue: Any, stop_event: An
         batch = capture.read_batch()
         pending: list = []
         for pkt in batch:
+            if stopping:  # the rest of the batch arrived after the stop was asked for
+                break
             if spec.evidence:
                 ring.append(pkt)
             events = pipeline.process(pkt)
             if events:
                 ship(events, pkt, pending)
+                if len(pending) >= EVENTS_PER_MESSAGE:
+                    send("events", spec.index, pending)
+                    pending = []
         if pending:
             send("events", spec.index, pending)
         now = time.monotonic()
         if now >= next_stats:
             next_stats = now + STATS_EVERY_S
+            if os.getppid() != spec.parent_pid:  # orphaned where prctl is missing: nobody reads the queue
+                os._exit(1)
             report()
             while not ctrl_queue.empty():
                 _handle_control(ctrl_queue.get_nowait(), pipeline, log, send, spec)
 
     pending = []
     ship(pipeline.flush(), None, pending)
-    if pending:
-        send("events", spec.index, pending)
+    for start in range(0, len(pending), EVENTS_PER_MESSAGE):
+        send("events", spec.index, pending[start:start + EVENTS_PER_MESSAGE])
     report()
     capture.close()
     send("bye", spec.index)
