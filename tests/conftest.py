@@ -10,6 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PCAPS = REPO.parent / "shared" / "pcaps" / "ndpi"
 SAMPLES = REPO / "pcaps"
+# Tests use the bundled signatures, never a signature update installed on this machine.
+os.environ["NETWATCH_SIGNATURE_UPDATES"] = ""
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from netwatch.sensor.config import ConfigError, SensorConfig, build_config
 from netwatch.sensor.logs import log
 from netwatch.sensor.state import DeviceRecord, StateDB, StateError, StateRefused
 from netwatch.sensor.worker import WorkerSpec, load_sigset, run_worker
+from netwatch.signatures.store import UpdateWatch
 
 HOUSEKEEPING_S = 1.0
 PRUNE_EVERY_S = 3600.0
@@ -94,6 +95,7 @@ class Sensor:
         self._hup = False
         self._last_error_log: dict[str, float] = {}
         self._last_drops = 0
+        self._signature_updates = UpdateWatch()  # `netwatch signatures update` landing a new set
 
     # -- logging helpers -----------------------------------------------------------
     def info(self, msg: str, **fields: Any) -> None:
@@ -294,6 +296,9 @@ class Sensor:
                 next_house = now + HOUSEKEEPING_S
                 self._check_workers()
                 self._persist()
+                if self._signature_updates.changed():
+                    self.info("signature update installed; reloading", signature_version=self.signature_version)
+                    self.reload()
             if now >= next_stats:
                 next_stats = now + self.cfg.stats_interval
                 self._log_stats()
@@ -550,6 +555,7 @@ class Sensor:
             self.error("reload rejected: bad signatures, keeping the old set", error=str(exc),
                        signature_version=self.signature_version)
             return False
+        previous_version = self.signature_version
         changes = {f: getattr(new, f) for f in SensorConfig.RELOADABLE}
         self.cfg = self.cfg.replace(**changes)
         self.aggregator.reminder_interval = self.cfg.reminder_interval
@@ -563,7 +569,8 @@ class Sensor:
                              self.cfg.emit_all))
         if ignored:
             log(self.logger, logging.WARNING, "these options change only on restart", options=ignored)
-        self.info("reloaded", signature_version=self.signature_version, signature_hash=self.signature_hash)
+        self.info("reloaded", signature_version=self.signature_version, signature_hash=self.signature_hash,
+                  previous_signature_version=previous_version)
         return True
 
     def _shutdown(self) -> None:

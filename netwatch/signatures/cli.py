@@ -25,8 +25,8 @@ def _load(overlays: tuple[Path, ...], policy: str | None) -> SignatureSet:
     try:
         return load_signature_set(overlays, policy=policy)
     except SignatureError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        click.echo(f"netwatch: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group(name="signatures")
@@ -115,12 +115,16 @@ def _describe(match: NameMatch) -> str:
 @_POLICY
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def match_command(queries: tuple[str, ...], overlays: tuple[Path, ...], policy: str | None, fmt: str) -> None:
-    """Explain the verdict for each NAME or IP: winning rule, beaten rules, exclusions."""
+    """Explain the verdict for each NAME or IP: winning rule, beaten rules, exclusions.
+
+    Exit status, like grep: 0 at least one NAME matched a rule, 1 none did, 2 error.
+    """
     sigset = _load(overlays, policy)
     explanations = [sigset.explain(q) for q in queries]
+    status = 0 if any(e.winner is not None for e in explanations) else 1
     if fmt == "json":
         click.echo(json.dumps([_explanation_dict(e) for e in explanations], indent=2))
-        return
+        sys.exit(status)
     for exp in explanations:
         click.echo(f"{exp.query} -> {exp.normalized}")
         if exp.winner is not None:
@@ -143,6 +147,7 @@ def match_command(queries: tuple[str, ...], overlays: tuple[Path, ...], policy: 
             click.echo(f"  beat: {_describe(beaten)}")
         if exp.resolver:
             click.echo(f"  encrypted-DNS resolver: {exp.resolver}")
+    sys.exit(status)
 
 
 def _attach_export() -> None:
@@ -153,3 +158,8 @@ def _attach_export() -> None:
 
 
 _attach_export()
+
+from .feed_cli import bundle_command, diff_command, update_command, verify_command  # noqa: E402
+
+for _command in (bundle_command, verify_command, update_command, diff_command):
+    signatures_group.add_command(_command)

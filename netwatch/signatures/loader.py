@@ -3,9 +3,11 @@
 Every problem becomes a Diagnostic with FILE:LINE. `load_signature_set` raises the first error;
 `collect_diagnostics` returns all of them for `netwatch signatures check`.
 
-Layers: the bundled directory is layer 0, each overlay directory the next layer. Inside one layer a
-rule key (match type + pattern) may appear once; a later layer's rule with the same key replaces
-the earlier one, and the same holds for exclusions, apps, policies, resolvers and the manifest.
+Layers: the base set is layer 0 (the update installed by `netwatch signatures update` when there
+is one and it is not older than the bundled set, else the bundled directory), each overlay
+directory the next layer. Inside one layer a rule key (match type + pattern) may appear once; a
+later layer's rule with the same key replaces the earlier one, and the same holds for exclusions,
+apps, policies, resolvers and the manifest.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .errors import Diagnostic, SignatureError
 from .matcher import SignatureSet
 from .model import CONFIDENCES, ROLES, App, Exclusion, Policy, Resolver, Rule
 from .names import hostname_problem, normalize_name
+from .store import active_tree
 from .yamlread import LineList, LineMap, read_yaml_file
 
 MANIFEST_NAME = "MANIFEST.yaml"
@@ -57,6 +60,11 @@ def bundled_signatures_dir() -> Path:
     except (ModuleNotFoundError, TypeError, OSError):
         pass
     return Path(__file__).resolve().parents[2] / "signatures"
+
+
+def active_signatures_dir() -> tuple[Path, str]:
+    """The base set every command loads, and where it comes from ("update" or "bundled")."""
+    return active_tree(bundled_signatures_dir())
 
 
 @dataclass
@@ -479,7 +487,7 @@ def _collect(
     digest = hashlib.sha256()
     directories: list[Path] = []
     if include_bundled:
-        directories.append(Path(bundled_dir) if bundled_dir is not None else bundled_signatures_dir())
+        directories.append(Path(bundled_dir) if bundled_dir is not None else active_signatures_dir()[0])
     directories.extend(Path(d) for d in overlay_dirs)
     layers = [_load_layer(d, i, reader, digest) for i, d in enumerate(directories)]
 
