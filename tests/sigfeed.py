@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from netwatch.signatures.store import manifest_version
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "signatures"
-BUNDLED_VERSION = "2026.11.27"  # signatures/MANIFEST.yaml
+BUNDLED_VERSION = manifest_version(BUNDLED) or ""
 FEED_NAME = "newly-banned.netwatch-test.example"  # only in the feed's sets, never in the bundled one
 
 
@@ -110,12 +112,13 @@ class HttpsFeed:
     """A real HTTPS server on 127.0.0.1: `routes[path]` is a body (200) or a function that answers."""
 
     def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.ca, cert, key = make_ca_and_server_cert(directory)
         self.routes: dict[str, Route] = {}
         routes = self.routes
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 route = routes.get(self.path)
                 if route is None:
                     self.send_error(404)

@@ -114,7 +114,7 @@ def test_match_json_and_exclusion(tmp_path: Path):
           - {match: suffix, pattern: wps.cn, note: licensed at our site}
         """)
     result = run("match", "--signatures", str(directory), "--format", "json", "drive.wps.cn")
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # excluded: no match, like grep
     [entry] = json.loads(result.stdout)
     assert entry["winner"] is None
     assert entry["exclusions"][0]["pattern"] == "wps.cn"
@@ -132,5 +132,5 @@ def test_commands_fail_with_file_and_line_on_bad_overlay(tmp_path: Path):
         """)
     for args in (["list"], ["match", "x.example"]):
         result = run(*args, "--signatures", str(directory))
-        assert result.exit_code == 1
-        assert f"error: {directory / 'local.yaml'}:3: invalid host name" in result.stderr
+        assert result.exit_code == 2
+        assert f"netwatch: {directory / 'local.yaml'}:3: invalid host name" in result.stderr
