@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from netwatch.signatures import bundle as bundle_module
 from netwatch.signatures.bundle import BundleError, read_members
 from tests.sigfeed import FEED_NAME, build_bundle, cli, make_tree, write_keypair
 
@@ -154,6 +158,47 @@ def test_bundle_refuses_without_a_key_or_with_a_bad_set(tmp_path: Path) -> None:
 ])
 def test_read_members_rejects_junk(data: bytes, message: str) -> None:
     with pytest.raises(BundleError, match=message):
+        read_members(data)
+
+
+def _tar(members: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                tar.addfile(info, io.BytesIO(member[1]))
+    return gzip.compress(out.getvalue())
+
+
+def _symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("signatures/../../etc/cron.d/x", b"boom")], "is not allowed"),
+    ([("/etc/passwd", b"boom")], "is not allowed"),
+    ([("signatures/.hidden.yaml", b"x")], "is not allowed"),
+    ([_symlink("signatures/apps/alipay.yaml", "/etc/shadow")], "not a regular file"),
+    ([("bundle.json", b"{}"), ("bundle.json", b"{}")], "appears twice"),
+    ([("signatures/MANIFEST.yaml", b"x")], "has no bundle.json"),
+])
+def test_hostile_bundle_members_are_rejected(members: list, message: str) -> None:
+    with pytest.raises(BundleError, match=message):
+        read_members(_tar(members))
+
+
+def test_uncompressed_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small download that inflates without end (a gzip bomb) stops at the bound."""
+    monkeypatch.setattr(bundle_module, "MAX_TREE_BYTES", 64 * 1024)
+    data = _tar([(f"signatures/f{i}.yaml", b"\0" * 40 * 1024) for i in range(3)])
+    assert len(data) < 4096
+    with pytest.raises(BundleError, match="larger than"):
         read_members(data)
 
 

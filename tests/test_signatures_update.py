@@ -92,6 +92,8 @@ def test_update_installs_then_rolls_back(admin: Admin) -> None:
     assert run.returncode == 0, run.stderr
     assert f"signatures updated {BUNDLED_VERSION} -> 2026.12.1" in run.stdout
     assert admin.active_version() == "2026.12.1" and admin.matches_feed_name()
+    listed = json.loads(cli("signatures", "list", "--format", "json", env=admin.env).stdout)
+    assert listed["base"] == {"source": "update", "directory": str(admin.store / "current" / "signatures")}
     # the same bundle again: nothing to do
     run = admin.update("/v1.tar.gz")
     assert run.returncode == 0 and "up to date" in run.stdout

@@ -226,7 +226,7 @@ class _Bounded(io.RawIOBase):
     """A readable stream that fails once more than `limit` bytes came out of `inner`."""
 
     def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
-        self.inner, self.left = inner, limit
+        self.inner, self.limit, self.left = inner, limit, limit
 
     def readable(self) -> bool:
         return True
@@ -234,7 +234,7 @@ class _Bounded(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self.inner.read(min(len(buffer), self.left + 1))
         if len(data) > self.left:
-            raise BundleError(f"bundle content is larger than {MAX_TREE_BYTES // 2**20} MiB uncompressed")
+            raise BundleError(f"bundle content is larger than {self.limit:,} bytes uncompressed")
         self.left -= len(data)
         buffer[: len(data)] = data
         return len(data)

@@ -10,7 +10,7 @@ import click
 
 from .check import run_check
 from .errors import SignatureError
-from .loader import load_signature_set
+from .loader import active_signatures_dir, load_signature_set
 from .matcher import SignatureSet
 from .model import CONFIDENCE_RANK, Explanation, NameMatch
 
@@ -48,8 +48,10 @@ def list_command(overlays: tuple[Path, ...], policy: str | None, fmt: str) -> No
         apps.append({"id": app.id, "name": app.name, "vendor": app.vendor, "in_policy": app.id in sigset.policy.apps,
                      "parent_platform": app.parent_platform, "rules": tiers})
     vendor_rules = counts.get("(vendor)", {"high": 0, "medium": 0, "low": 0})
+    base_dir, base_source = active_signatures_dir()
     summary = {
         "version": sigset.version, "content_hash": sigset.content_hash, "label": sigset.label,
+        "base": {"source": base_source, "directory": str(base_dir)},
         "policy": {"id": sigset.policy.id, "name": sigset.policy.name, "min_confidence": sigset.policy.min_confidence,
                    "apps": sorted(sigset.policy.apps), "vendors": sorted(sigset.policy.vendors)},
         "apps": apps, "vendor_contact_rules": vendor_rules, "rules": len(sigset.rules),
@@ -58,7 +60,8 @@ def list_command(overlays: tuple[Path, ...], policy: str | None, fmt: str) -> No
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
-    click.echo(f"signature set {sigset.label}")
+    click.echo(f"signature set {sigset.label} ({'installed update' if base_source == 'update' else 'bundled'}: "
+               f"{base_dir})")
     click.echo(f"policy {sigset.policy.id} ({sigset.policy.name}); alerts at >= {sigset.policy.min_confidence}")
     click.echo(f"{'app':<12} {'name':<14} {'vendor':<15} {'policy':<6} {'high':>5} {'medium':>7} {'low':>5}")
     for row in apps:
