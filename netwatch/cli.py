@@ -205,9 +205,10 @@ def _scan_to(out: Any, inputs: tuple[str, ...], pipeline: Any, fmt: str, emit_al
             write_table(out, pipeline.inventory.devices(), summary, policy=pipeline._policy,
                         version=pipeline._ruleset_version, show_all=emit_all, seen=seen)
         out.close()
-        if forwarders is not None and not forwarders.flush(forward_timeout):
-            click.echo("netwatch: warning: some alerts are not delivered yet; they stay queued in "
-                       f"{state_dir or _default_state_dir()} for the next run", err=True)
+        if forwarders is not None and not forwarders.flush(forward_timeout, stall=FORWARD_STALL_SECONDS):
+            for line in forwarders.undelivered():
+                click.echo(f"netwatch: warning: forwarding: {line}; sent on the next run with the same "
+                           "forwarding state directory", err=True)
     return summary
 
 
@@ -222,6 +223,10 @@ def _report_scan(summary: Any, pipeline: Any, fmt: str, quiet: bool) -> None:
         click.echo(f"netwatch: warning: {warning.path}: {warning.message}", err=True)
     if summary.interrupted and fmt != "table":
         click.echo("netwatch: interrupted (Ctrl-C): the results cover the input read until then", err=True)
+    clamped = summary.counters.get("timestamps_clamped", 0)
+    if clamped:
+        click.echo(f"netwatch: warning: {clamped:,} packet(s) had a time outside 1970..9999 (a wrong pcapng "
+                   "if_tsoffset?); their events carry the nearest valid time", err=True)
     if not quiet and fmt != "table":
         counters = summary.counters
         click.echo(
@@ -236,6 +241,11 @@ def _report_scan(summary: Any, pipeline: Any, fmt: str, quiet: bool) -> None:
             click.echo("netwatch: no capture files found", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_CLEAN)
+
+
+# A scan stops waiting for a receiver that keeps failing after this long without progress; its
+# alerts stay queued for the next run (the full --forward-timeout is for receivers that are slow).
+FORWARD_STALL_SECONDS = 5.0
 
 
 def _default_state_dir() -> Path:

@@ -16,7 +16,7 @@ from netwatch.detect.devices import DeviceInventory
 from netwatch.detect.engine import Detector
 from netwatch.extract import Extractor
 from netwatch.model import Observation, RawPacket
-from netwatch.outputs.ecs import build_event
+from netwatch.outputs.ecs import EVENT_TIME_MAX, EVENT_TIME_MIN, build_event, clamp_event_time
 from netwatch.signatures import SignatureSet
 
 # At most this many internal errors keep their text, so a systematic bug cannot grow memory.
@@ -54,6 +54,7 @@ class Pipeline:
         self.capture_file: str | None = None
         self.candidates = 0
         self.internal_errors = 0
+        self.timestamps_clamped = 0  # packet times outside 1970..9999 (see outputs/ecs.py)
         self.error_samples: list[str] = []
         self._ruleset_version = ""
         self._policy = ""
@@ -80,6 +81,9 @@ class Pipeline:
     def process(self, pkt: RawPacket) -> list[dict[str, Any]]:
         """Events caused by one packet. Never raises: a bug is counted, sampled and skipped."""
         self.candidates += 1
+        if not EVENT_TIME_MIN <= pkt.ts <= EVENT_TIME_MAX:
+            self.timestamps_clamped += 1
+            pkt = pkt._replace(ts=clamp_event_time(pkt.ts))
         try:
             seg = self.decoder.decode(pkt)
             if seg is None:
@@ -140,4 +144,5 @@ class Pipeline:
             "events": self.detector.events,
             "devices": len(self.inventory),
             "internal_errors": self.internal_errors,
+            "timestamps_clamped": self.timestamps_clamped,
         }

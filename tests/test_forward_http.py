@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from netwatch.forward import ForwardError, ForwarderSet, parse_forward_url
-from netwatch.forward.testing import FakeSiemReceiver, Fault
+from netwatch.forward.testing import FakeSiemReceiver, Fault, numbered_copies
 from netwatch.forward.transports import retry_after_seconds
 
 EXAMPLE = Path(__file__).resolve().parent / "data" / "event_example.json"
@@ -18,13 +18,7 @@ FAST = {"retry_initial": "0.02", "retry_max": "0.1"}
 
 
 def make_events(count: int, prefix: str) -> list[dict]:
-    base = json.loads(EXAMPLE.read_text())
-    events = []
-    for number in range(count):
-        event = json.loads(json.dumps(base))
-        event["event"]["id"] = f"nw-{prefix}-{number:05d}"
-        events.append(event)
-    return events
+    return numbered_copies(json.loads(EXAMPLE.read_text()), count, prefix)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from netwatch.forward import ForwardError, ForwarderSet
 from netwatch.forward.testing import (
     RsyslogServer,
     make_test_ca,
+    numbered_copies,
     parse_cef,
     parse_leef,
     parse_rfc3164,
@@ -31,15 +32,11 @@ HOSTILE_NAME = 'evil.example\n<13>1 - forged - - - -\r|x=y\t"]\\\x00'
 
 
 def make_events(count: int, prefix: str, name: str | None = None) -> list[dict]:
-    base = json.loads(EXAMPLE.read_text())
-    events = []
-    for number in range(count):
-        event = json.loads(json.dumps(base))
-        event["event"]["id"] = f"nw-{prefix}-{number:05d}"
-        if name is not None:
+    events = numbered_copies(json.loads(EXAMPLE.read_text()), count, prefix)
+    if name is not None:
+        for event in events:
             event["netwatch"]["name"] = name
             event["netwatch"]["device"]["hostname"] = name
-        events.append(event)
     return events
 
 

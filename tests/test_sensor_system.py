@@ -615,3 +615,26 @@ def test_sensor_reports_kernel_drops(testnet: NetnsPair, tmp_path: Path) -> None
     seen = float(re.search(r"^netwatch_packets_seen_total (\S+)$", text, re.M).group(1))
     assert drops > 0 and seen < total  # the kernel dropped what the ring could not hold
     assert sensor.stop() == 0
+
+
+def test_sensor_forwards_alerts_and_notices_only_when_asked(testnet: NetnsPair, tmp_path: Path) -> None:
+    """Forwarders get alerts by default (docs/siem.md); `forward_events = "all"` adds the notices."""
+    start_servers(testnet, tmp_path)
+    forwarded = {}
+    for choice in ("alerts", "all"):
+        workdir = tmp_path / choice
+        workdir.mkdir()
+        config = workdir / "sensor.toml"
+        config.write_text(f'forward_events = "{choice}"\n')
+        forwarded[choice] = workdir / "forwarded.jsonl"
+        sensor = SensorProc(testnet, workdir, config, ["--db", str(workdir / "n.db"),
+                                                       "--forward", f"file://{forwarded[choice]}",
+                                                       "--forward-state-dir", str(workdir / "fwd")])
+        client(testnet, "tls", "dns.google")  # a DoH resolver: a blind-spot notice, not an alert
+        client(testnet, "dns", DNS_NAME)
+        reported = sensor.wait_events(lambda e: e["netwatch"].get("evidence") in ("encrypted_dns", "dns_query"), 2)
+        assert {e["event"]["kind"] for e in reported} == {"alert", "event"}
+        assert sensor.stop() == 0
+    kinds = {choice: sorted(json.loads(line)["event"]["kind"] for line in path.read_text().splitlines())
+             for choice, path in forwarded.items()}
+    assert kinds == {"alerts": ["alert"], "all": ["alert", "event"]}

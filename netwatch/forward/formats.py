@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from netwatch import __version__
+from netwatch.outputs.ecs import clamp_event_time
 
 SYSLOG_FORMATS = ("rfc5424", "rfc3164", "cef", "leef", "json")
 
@@ -283,14 +284,10 @@ def _join_present(prefixes: Sequence[str], values: Sequence[str], separator: str
                            if value])
 
 
-# POSIX times datetime and gmtime can render: 0001-01-01 .. 9999-12-31 (beyond, they raise).
-_EPOCH_MIN = -62135596800.0
-_EPOCH_MAX = 253402300799.0
-
-
 def event_epoch(event: Mapping[str, Any]) -> float:
-    """`@timestamp` as seconds since the epoch (now, when it is missing, malformed or outside
-    the years 1..9999, which datetime/gmtime could not render)."""
+    """`@timestamp` as seconds since the epoch, clamped into 1970..9999 like every event time
+    netwatch writes (netwatch.outputs.ecs.clamp_event_time); now only when it is missing or not a
+    time at all (an event netwatch did not make)."""
     stamp = event.get("@timestamp")
     if isinstance(stamp, str):
         try:
@@ -307,9 +304,7 @@ def event_epoch(event: Mapping[str, Any]) -> float:
             return time.time()
     else:
         return time.time()
-    if not _EPOCH_MIN <= epoch <= _EPOCH_MAX:  # also false for NaN
-        return time.time()
-    return epoch
+    return clamp_event_time(epoch)
 
 
 def severity_0_100(event: Mapping[str, Any]) -> int:
@@ -383,7 +378,7 @@ class SyslogFormatter:
 
     def _header5424(self, event: Mapping[str, Any]) -> str:
         stamp = event.get("@timestamp")
-        if not (isinstance(stamp, str) and _RFC3339.match(stamp)):
+        if not (isinstance(stamp, str) and _RFC3339.match(stamp) and stamp[:4] >= "1970"):
             moment = datetime.fromtimestamp(event_epoch(event), tz=UTC)
             stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return f"{self._pri[syslog_severity(event)]}1 {stamp} {self._host(event)} {APP_NAME} {self.procid} {MSGID}"

@@ -29,12 +29,17 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
+
+log = logging.getLogger("netwatch.forward")
 
 # Upper bound of the in-memory copy of committed events, in characters (a str costs 1, 2 or
 # 4 bytes per character; an RFC 5424 message with its BOM costs 2).
@@ -143,13 +148,20 @@ class DurableQueue:
         self._read_lock = threading.Lock()  # the reader connection (peek from disk)
         self._state_lock = threading.Lock()  # everything below
         self._db = _connect(path)
-        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "body TEXT NOT NULL)")
-        self._reader = _connect(path)
-        (stored,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
+        try:
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            (verdict,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"damaged: {verdict}")
+            self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "body TEXT NOT NULL)")
+            self._reader = _connect(path)
+            (stored,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
+        except BaseException:
+            self._db.close()
+            raise
         self._on_disk = stored  # rows in the table, including acked ones not deleted yet
         self._dropped_upto = 0  # every seq <= this was dropped by the size limit
         self._acked: set[int] = set()  # delivered, to be deleted by the next commit
@@ -335,3 +347,30 @@ class DurableQueue:
                 self._closed = True
                 self._db.close()
                 self._reader.close()
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Is this the file's fault (not a lock, a permission or an I/O error)?"""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return True  # "file is not a database", "database disk image is malformed", quick_check
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def open_queue(path: Path, limit: int = 100_000) -> DurableQueue:
+    """Open the queue at `path`. A damaged file (not SQLite, or failing SQLite's quick check) is
+    renamed aside with its WAL, never deleted, and an empty queue is started in its place; the
+    warning names both files. Other errors (permissions, locks, I/O) are raised."""
+    try:
+        return DurableQueue(path, limit=limit)
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc):
+            raise
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                os.replace(source, aside.with_name(aside.name + suffix))
+        log.warning("forwarding queue %s is damaged (%s): moved to %s and started an empty queue; the "
+                    "alerts it held are in that file (see docs/siem.md, damaged queue)", path, exc, aside)
+        return DurableQueue(path, limit=limit)

@@ -194,6 +194,17 @@ class RsyslogServer:
         return self.lines(proto)
 
 
+def numbered_copies(base: dict[str, Any], count: int, prefix: str) -> list[dict[str, Any]]:
+    """`count` deep copies of an event with distinct ids `nw-PREFIX-00000`, ... (test alerts)."""
+    text = json.dumps(base)
+    events = []
+    for number in range(count):
+        event = json.loads(text)
+        event["event"]["id"] = f"nw-{prefix}-{number:05d}"
+        events.append(event)
+    return events
+
+
 # ---------------------------------------------------------------------------------------------
 # fake HEC / _bulk / webhook receiver
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +214,7 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0  # sleep before answering (a slow receiver); status 0 = then answer normally
     body: dict[str, Any] = field(default_factory=lambda: {"text": "Server is busy", "code": 9})
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {"Location": ...} for a redirect
 
 
 @dataclass
@@ -284,7 +296,9 @@ class FakeSiemReceiver:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.status:
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                headers = dict(fault.headers)
+                if fault.retry_after:
+                    headers["Retry-After"] = fault.retry_after
                 self._reply(handler, fault.status, fault.body, headers)
                 return
         if handler.path == "/services/collector/event":

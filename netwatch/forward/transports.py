@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import gzip
 import http.client
 import json
@@ -29,10 +30,11 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from netwatch.forward.formats import UTF8_BOM, SyslogFormatter, bulk_lines, hec_event
 from netwatch.forward.queue import QueuedEvent
-from netwatch.forward.url import ForwardTarget, facility_number
+from netwatch.forward.url import ForwardTarget, facility_number, redact_path
 
 _QUEUED_BOM = "\x01"  # stands for the BOM while a syslog message waits in the queue
 _QUEUED_BOM_BYTES = _QUEUED_BOM.encode("ascii")
@@ -42,10 +44,11 @@ _BOM_BYTES = UTF8_BOM.encode("utf-8")
 @dataclass
 class Outcome:
     delivered: list[int] = field(default_factory=list)
-    rejected: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)  # refused for good: go to the dead-letter file
     error: str | None = None  # set when some events must be retried
     retry_after: float | None = None  # receiver asked us to wait (HTTP Retry-After)
     shrink: bool = False  # the batch was too large or had a bad event: retry with smaller batches
+    reason: str = ""  # why `rejected` were refused (kept beside them in the dead-letter file)
 
 
 class Transport:
@@ -172,19 +175,29 @@ class SyslogTransport(Transport):
         return Outcome(delivered=[item.seq for item in batch])
 
     def _send_datagrams(self, batch: Sequence[QueuedEvent], frames: list[bytes]) -> Outcome:
+        """A datagram counts as delivered once sent, unless the kernel reports the receiver's port
+        unreachable (ICMP, seen as ECONNREFUSED on this connected socket): the datagram that drew
+        the ICMP can't be told apart from the others, so then the whole batch stays queued and is
+        sent again (at-least-once). A receiver that drops silently is not noticed: use TCP/TLS."""
         outcome = Outcome()
-        assert self._sock is not None
+        sock = self._sock
+        assert sock is not None
+        where = f"send to {self.target.host}:{self.target.port}/udp"
         for item, frame in zip(batch, frames, strict=True):
             try:
-                self._sock.send(frame)
+                sock.send(frame)
             except OSError as exc:
-                if exc.errno == 90:  # EMSGSIZE: can never fit a datagram
+                if exc.errno == errno.EMSGSIZE:  # can never fit a datagram
                     outcome.rejected.append(item.seq)
+                    outcome.reason = f"{where}: {_describe(exc)} ({len(frame)} bytes)"
                     continue
                 self.close()
-                outcome.error = f"send to {self.target.host}:{self.target.port}/udp: {_describe(exc)}"
-                return outcome
+                return Outcome(error=f"{where}: {_describe(exc)}")
             outcome.delivered.append(item.seq)
+        pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading it clears it
+        if pending:
+            self.close()
+            return Outcome(error=f"{where}: {os.strerror(pending)}")
         return outcome
 
     def close(self) -> None:
@@ -243,8 +256,45 @@ class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
     pass
 
 
-RETRY_STATUSES = {401, 403, 404, 408, 409, 425, 429}  # plus every 5xx; 4xx auth/config problems
-# are retried too, so a wrong token never throws alerts away: the operator fixes it, they drain.
+# Which answers mean "this event is malformed" (split the batch down to single events, then put a
+# single refused event in the dead-letter file). Every other non-2xx answer -- redirects (not
+# followed: a token must not travel to another address), auth and configuration errors, 404, 429,
+# 5xx -- keeps the events queued and retries, so a wrong URL or token never throws alerts away.
+MALFORMED_STATUSES = frozenset({400, 413, 422})
+
+# Splunk HEC answers 400 for event problems and for configuration problems alike; the JSON "code"
+# tells them apart (Splunk docs, "Troubleshoot HTTP Event Collector", status codes table,
+# https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector):
+# 5 No data, 6 Invalid data format, 12 Event field is required, 13 Event field cannot be blank,
+# 15 Error in handling indexed fields are about the events; 7 Incorrect index, 10/11 data channel
+# missing/invalid, 14 ACK is disabled, 16 query-string auth not enabled are configuration, retried.
+HEC_MALFORMED_CODES = frozenset({5, 6, 12, 13, 15})
+
+# Elasticsearch _bulk per-item answers: 400 is a document the index cannot take (mapping/parsing
+# errors) unless its error type says the cluster refused it for now.
+BULK_RETRY_ERROR_TYPES = frozenset({"cluster_block_exception", "validation_exception", "index_closed_exception",
+                                    "es_rejected_execution_exception", "circuit_breaking_exception"})
+
+
+def redirect_note(status: int, location: str | None) -> str:
+    """' (redirects are not followed: ...)' for a 3xx answer; the target is shown without its path,
+    which may hold a secret."""
+    if not 300 <= status < 400:
+        return ""
+    where = ""
+    if location:
+        parts = urlsplit(location)
+        where = f" to {parts.scheme}://{parts.netloc}/..." if parts.netloc else " to a path on the same host"
+    return f" (redirect{where} not followed: point the forwarder URL at the final address)"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    reason: str
+    payload: bytes
+    retry_after: str | None = None
+    location: str | None = None
 
 
 class HttpTransport(Transport):
@@ -277,8 +327,8 @@ class HttpTransport(Transport):
     def body(self, batch: Sequence[QueuedEvent]) -> bytes:
         raise NotImplementedError
 
-    def post(self, body: bytes) -> tuple[int, str, bytes, str | None]:
-        """One POST; returns (status, reason, response body, Retry-After). Raises OSError etc."""
+    def post(self, body: bytes) -> HttpAnswer:
+        """One POST. Raises OSError etc. when there is no answer."""
         data = gzip.compress(body, compresslevel=5) if self.gzip else body
         conn = self._connection()
         try:
@@ -290,23 +340,39 @@ class HttpTransport(Transport):
             raise
         if response.will_close:
             self.close()
-        return response.status, response.reason, payload, response.getheader("Retry-After")
+        return HttpAnswer(response.status, response.reason, payload, response.getheader("Retry-After"),
+                          response.getheader("Location"))
 
     def send(self, batch: Sequence[QueuedEvent]) -> Outcome:
         try:
-            status, reason, payload, retry_after = self.post(self.body(batch))
+            answer = self.post(self.body(batch))
         except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
-            return Outcome(error=f"POST {self.target.host}:{self.target.port}{self.path}: {_describe(exc)}")
-        if 200 <= status < 300:
-            return self.accepted(batch, payload)
-        message = f"POST {self.path}: HTTP {status} {reason}"
-        if status >= 500 or status in RETRY_STATUSES:
-            return Outcome(error=message, retry_after=retry_after_seconds(retry_after))
-        # 400, 413, ...: the request itself is unacceptable. Split it down to single events,
-        # and reject a single event the receiver refuses (counted, logged).
+            return Outcome(error=f"POST {self.target.host}:{self.target.port}{self.display_path}: {_describe(exc)}")
+        if 200 <= answer.status < 300:
+            return self.accepted(batch, answer.payload)
+        return self.refused(batch, answer)
+
+    @property
+    def display_path(self) -> str:
+        """The request path as it may appear in logs (a webhook path can be its secret)."""
+        return self.path
+
+    def describe(self, answer: HttpAnswer) -> str:
+        return (f"POST {self.display_path}: HTTP {answer.status} {answer.reason}"
+                f"{redirect_note(answer.status, answer.location)}")
+
+    def malformed(self, answer: HttpAnswer) -> bool:
+        """Does this answer say the events themselves are unacceptable?"""
+        return answer.status in MALFORMED_STATUSES
+
+    def refused(self, batch: Sequence[QueuedEvent], answer: HttpAnswer) -> Outcome:
+        """A non-2xx answer: retry, or split down to the single event the receiver refuses."""
+        message = self.describe(answer)
+        if not self.malformed(answer):
+            return Outcome(error=message, retry_after=retry_after_seconds(answer.retry_after))
         if len(batch) > 1:
             return Outcome(error=message, shrink=True)
-        return Outcome(rejected=[batch[0].seq], error=None if status != 413 else message)
+        return Outcome(rejected=[batch[0].seq], reason=message)
 
     def accepted(self, batch: Sequence[QueuedEvent], payload: bytes) -> Outcome:
         return Outcome(delivered=[item.seq for item in batch])
@@ -349,6 +415,39 @@ class HecTransport(HttpTransport):
 
     def body(self, batch: Sequence[QueuedEvent]) -> bytes:
         return "\n".join(item.text for item in batch).encode("utf-8")
+
+    @staticmethod
+    def _answer(answer: HttpAnswer) -> dict[str, Any]:
+        try:
+            parsed = json.loads(answer.payload)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def describe(self, answer: HttpAnswer) -> str:
+        text = self._answer(answer).get("text")
+        detail = f" ({_printable(text)})" if isinstance(text, str) and text else ""
+        return super().describe(answer) + detail
+
+    def malformed(self, answer: HttpAnswer) -> bool:
+        if answer.status == 413:
+            return True
+        return answer.status == 400 and self._answer(answer).get("code") in HEC_MALFORMED_CODES
+
+    def refused(self, batch: Sequence[QueuedEvent], answer: HttpAnswer) -> Outcome:
+        """HEC stops at the first bad event of a batch and says which one ("invalid-event-number");
+        the events before it were taken, so only that one is refused and the rest sent again."""
+        number = self._answer(answer).get("invalid-event-number")
+        if (self.malformed(answer) and answer.status == 400 and isinstance(number, int)
+                and not isinstance(number, bool) and 0 <= number < len(batch)):
+            return Outcome(delivered=[item.seq for item in batch[:number]], rejected=[batch[number].seq],
+                           reason=f"{self.describe(answer)}, event {number} of the batch")
+        return super().refused(batch, answer)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A receiver's message, safe for one log line."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
 
 
 DEFAULT_ELASTIC_INDEX = "netwatch-alerts"
@@ -395,14 +494,20 @@ class ElasticBulkTransport(HttpTransport):
         for queued, item in zip(batch, items, strict=True):
             result = next(iter(item.values()), {}) if isinstance(item, dict) and item else {}
             status = result.get("status", 0) if isinstance(result, dict) else 0
-            if 200 <= status < 300 or status == 409:
+            if not isinstance(status, int) or isinstance(status, bool):
+                status = 0
+            error = result.get("error") if isinstance(result, dict) else None
+            error_type = error.get("type") if isinstance(error, dict) else None
+            if 200 <= status < 300 or status == 409:  # 409: `create` of an _id already indexed
                 outcome.delivered.append(queued.seq)
-            elif status == 429 or status >= 500 or not isinstance(status, int) or status == 0:
+            elif status == 400 and error_type not in BULK_RETRY_ERROR_TYPES:
+                outcome.rejected.append(queued.seq)
+                if not outcome.reason:
+                    outcome.reason = f"_bulk: item status 400 ({_printable(str(error_type or 'no error type'))})"
+            else:  # 429, 5xx, 403 read-only index, 404 missing index, ...: the cluster's problem
                 retried += 1
                 if not first_reason:
-                    first_reason = f"item status {status}"
-            else:
-                outcome.rejected.append(queued.seq)
+                    first_reason = f"item status {status}" + (f" {_printable(str(error_type))}" if error_type else "")
         if retried:
             # Only the failed items stay queued: the next batch starts with them, in order.
             outcome.error = f"_bulk: {retried} of {len(batch)} items failed ({first_reason})"
@@ -423,6 +528,10 @@ class WebhookTransport(HttpTransport):
 
     def body(self, batch: Sequence[QueuedEvent]) -> bytes:
         return ("[" + ",".join(item.text for item in batch) + "]").encode("utf-8")
+
+    @property
+    def display_path(self) -> str:
+        return redact_path(self.path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Secrets never appear in a URL: `?token_env=NAME`, `?token_file=PATH`, `?password_env=NAME`,
 `?password_file=PATH`, `?api_key_env=NAME`, `?api_key_file=PATH` name where they live. A URL
 that embeds a password (`https://user:pw@host`) is refused so it cannot end up in shell
-history, process lists or logs.
+history, process lists or logs. Messages and logs show a URL through `redact_url`: values of
+options netwatch does not know (a `?token=` typed by mistake), user info, and a webhook's path
+(which is the secret of many webhook services) are masked.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class ForwardTarget:
         return target_is_tls(self.kind)
 
     @property
+    def display(self) -> str:
+        """The URL as logs, errors and stats show it (see `redact_url`)."""
+        return redact_url(self.url)
+
+    @property
     def syslog_format(self) -> str:
         return self.options.get("format", "rfc5424")
 
@@ -68,9 +75,9 @@ class ForwardTarget:
         try:
             value = float(raw)
         except ValueError:
-            raise ForwardError(f"{self.url}: option {name}={raw!r} is not a number") from None
+            raise ForwardError(f"{self.display}: option {name}={raw!r} is not a number") from None
         if value < minimum:
-            raise ForwardError(f"{self.url}: option {name} must be >= {minimum:g}")
+            raise ForwardError(f"{self.display}: option {name} must be >= {minimum:g}")
         return value
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -81,7 +88,7 @@ class ForwardTarget:
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise ForwardError(f"{self.url}: option {name}={raw!r} is not a boolean (use 1 or 0)")
+        raise ForwardError(f"{self.display}: option {name}={raw!r} is not a boolean (use 1 or 0)")
 
     def queue_key(self) -> str:
         """Stable name of this forwarder's queue directory: the URL without secret references,
@@ -98,15 +105,15 @@ class ForwardTarget:
         if env_name:
             value = os.environ.get(env_name)
             if not value:
-                raise ForwardError(f"{self.url}: environment variable {env_name} is not set or empty")
+                raise ForwardError(f"{self.display}: environment variable {env_name} is not set or empty")
             return value.strip()
         if file_name:
             try:
                 value = Path(file_name).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ForwardError(f"{self.url}: cannot read {stem} file {file_name}: {exc.strerror}") from None
+                raise ForwardError(f"{self.display}: cannot read {stem} file {file_name}: {exc.strerror}") from None
             if not value:
-                raise ForwardError(f"{self.url}: {stem} file {file_name} is empty")
+                raise ForwardError(f"{self.display}: {stem} file {file_name} is empty")
             return value
         return None
 
@@ -123,16 +130,56 @@ def _family(kind: str) -> str:
     return kind
 
 
+MASK = "***"
+_KNOWN_OPTIONS = frozenset().union(*_ALLOWED.values(), _COMMON, {"user"})
+
+
+def redact_path(path: str) -> str:
+    """A webhook path with everything after its first segment masked: `/hooks/***`."""
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments:
+        return path
+    head = segments[0]
+    if len(segments) == 1:
+        return f"/{MASK}"
+    if len(head) > 24:
+        head = MASK
+    return f"/{head}/{MASK}"
+
+
+def redact_url(url: str) -> str:
+    """`url` safe for logs: user info, unknown options' values and webhook paths masked."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return f"{url.split(':', 1)[0][:20]}://{MASK}"
+    netloc = host if ":" not in host else f"[{host}]"
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None or parts.password is not None:
+        netloc = f"{MASK}@{netloc}"
+    path = parts.path
+    if _family(parts.scheme.lower()) == "webhook":
+        path = redact_path(path)
+    query = "&".join(f"{key}={value if key in _KNOWN_OPTIONS else MASK}"
+                     for key, value in parse_qsl(parts.query, keep_blank_values=True))
+    return f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
 def parse_forward_url(url: str) -> ForwardTarget:
-    """Validate a forwarder URL; raise ForwardError("URL: what is wrong") on any problem."""
+    """Validate a forwarder URL; raise ForwardError("URL: what is wrong") on any problem (the URL
+    redacted, see `redact_url`)."""
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ForwardError(f"{url}: {exc}") from None
+        raise ForwardError(f"{shown}: {exc}") from None
     kind = parts.scheme.lower()
     if kind not in KINDS:
-        raise ForwardError(f"{url}: unknown scheme {parts.scheme!r} (expected one of {', '.join(KINDS)})")
+        raise ForwardError(f"{shown}: unknown scheme {parts.scheme!r} (expected one of {', '.join(KINDS)})")
     if parts.password is not None:
         raise ForwardError(f"{parts.scheme}://...: a password in the URL is refused; use ?password_env=NAME "
                            "or ?password_file=PATH")
@@ -140,36 +187,36 @@ def parse_forward_url(url: str) -> ForwardTarget:
     options: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in options:
-            raise ForwardError(f"{url}: option {key} given twice")
+            raise ForwardError(f"{shown}: option {key} given twice")
         options[key] = value
     if parts.username:
         options.setdefault("user", unquote(parts.username))
     allowed = _ALLOWED[kind] if family == "syslog" else _ALLOWED[family]
     unknown = sorted(set(options) - allowed - _COMMON)
     if unknown:
-        raise ForwardError(f"{url}: unknown option(s) {', '.join(unknown)} for {kind}")
+        raise ForwardError(f"{shown}: unknown option(s) {', '.join(unknown)} for {kind}")
 
     if family == "file":
         path = unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not path or path.endswith("/"):
-            raise ForwardError(f"{url}: expected file:///ABSOLUTE/PATH/FILE")
+            raise ForwardError(f"{shown}: expected file:///ABSOLUTE/PATH/FILE")
         target = ForwardTarget(url=url, kind=kind, family=family, path=path, options=options)
     else:
         host = parts.hostname or ""
         if not host:
-            raise ForwardError(f"{url}: missing host")
+            raise ForwardError(f"{shown}: missing host")
         if port is None:
             if family == "syslog":
-                raise ForwardError(f"{url}: missing port (syslog has no single default: 514/udp, 6514/tls)")
+                raise ForwardError(f"{shown}: missing port (syslog has no single default: 514/udp, 6514/tls)")
             port = 443 if target_is_tls(kind) else 80
         path = parts.path
         if family == "elastic":
             index = path.strip("/")
             if "/" in index:
-                raise ForwardError(f"{url}: the path must be a single index name (or empty for _bulk)")
+                raise ForwardError(f"{shown}: the path must be a single index name (or empty for _bulk)")
             path = index
         elif family == "syslog" and path not in ("", "/"):
-            raise ForwardError(f"{url}: syslog URLs take no path")
+            raise ForwardError(f"{shown}: syslog URLs take no path")
         target = ForwardTarget(url=url, kind=kind, family=family, host=host, port=port, path=path,
                                options=options)
     _check_options(target)
@@ -184,17 +231,17 @@ def _check_options(target: ForwardTarget) -> None:
     opts = target.options
     if target.family == "syslog":
         if target.syslog_format not in SYSLOG_FORMATS:
-            raise ForwardError(f"{target.url}: format must be one of {'|'.join(SYSLOG_FORMATS)}")
+            raise ForwardError(f"{target.display}: format must be one of {'|'.join(SYSLOG_FORMATS)}")
         facility = opts.get("facility")
         if facility is not None and facility not in FACILITIES and not (
             facility.isdigit() and 0 <= int(facility) <= 23
         ):
-            raise ForwardError(f"{target.url}: facility must be a name (local0, ...) or 0..23")
+            raise ForwardError(f"{target.display}: facility must be a name (local0, ...) or 0..23")
     for name in ("ca", "cert", "key"):
         if name in opts and not Path(opts[name]).is_file():
-            raise ForwardError(f"{target.url}: {name} file {opts[name]} does not exist")
+            raise ForwardError(f"{target.display}: {name} file {opts[name]} does not exist")
     if ("cert" in opts) != ("key" in opts):
-        raise ForwardError(f"{target.url}: cert and key go together")
+        raise ForwardError(f"{target.display}: cert and key go together")
     for name in ("insecure", "gzip", "fsync"):
         target.flag(name)
     for name in ("retry_initial", "retry_max", "timeout"):
@@ -204,12 +251,12 @@ def _check_options(target: ForwardTarget) -> None:
     target.number("backups", 1.0, minimum=0)
     for stem in ("token", "password", "api_key"):
         if f"{stem}_env" in opts and f"{stem}_file" in opts:
-            raise ForwardError(f"{target.url}: give {stem}_env or {stem}_file, not both")
+            raise ForwardError(f"{target.display}: give {stem}_env or {stem}_file, not both")
         target.secret(stem)  # fail early: a missing secret is a configuration error
     if target.family == "hec" and not target.secret("token"):
-        raise ForwardError(f"{target.url}: Splunk HEC needs ?token_env=NAME or ?token_file=PATH")
+        raise ForwardError(f"{target.display}: Splunk HEC needs ?token_env=NAME or ?token_file=PATH")
     if target.family == "elastic" and "user" in opts and not target.secret("password"):
-        raise ForwardError(f"{target.url}: user given without ?password_env= or ?password_file=")
+        raise ForwardError(f"{target.display}: user given without ?password_env= or ?password_file=")
 
 
 def facility_number(target: ForwardTarget) -> int:

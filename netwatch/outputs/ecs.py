@@ -28,6 +28,21 @@ _EVENT_TYPES = {
 }
 
 
+# Event times netwatch writes: 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z, a four-digit
+# year as RFC 3339 requires. A packet time outside that range (a pcapng if_tsoffset gone wrong, a
+# damaged record) is clamped into it by the pipeline and counted (`timestamps_clamped`), so ECS and
+# every SIEM format (syslog, CEF, LEEF, HEC, _bulk) carry the same, valid time.
+EVENT_TIME_MIN = 0.0
+EVENT_TIME_MAX = 253402300799.999  # 9999-12-31T23:59:59.999Z (a float cannot hold the microseconds)
+
+
+def clamp_event_time(ts: float) -> float:
+    """`ts` moved into [EVENT_TIME_MIN, EVENT_TIME_MAX] (NaN becomes the minimum)."""
+    if ts != ts:  # NaN
+        return EVENT_TIME_MIN
+    return min(max(ts, EVENT_TIME_MIN), EVENT_TIME_MAX)
+
+
 @lru_cache(maxsize=64)
 def _second_text(second: int) -> str:
     try:
@@ -38,10 +53,14 @@ def _second_text(second: int) -> str:
 
 def rfc3339(ts: float) -> str:
     """A packet time as RFC 3339 UTC with microseconds, e.g. 2026-01-05T09:00:03.250000Z."""
+    if not EVENT_TIME_MIN <= ts <= EVENT_TIME_MAX:
+        ts = clamp_event_time(ts)
     second = int(ts // 1)
     micros = round((ts - second) * 1_000_000)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
+        if second > EVENT_TIME_MAX:
+            second, micros = second - 1, 999_999
     return f"{_second_text(second)}.{micros:06d}Z"
 
 

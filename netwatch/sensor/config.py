@@ -19,6 +19,9 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the `tomli` backp
     import tomli as tomllib  # type: ignore[no-redef]
 
 DEFAULT_DB = "/var/lib/netwatch/netwatch.db"
+# "alerts": first contacts and reminders (event.kind "alert"); "all": also blind-spot notices,
+# vendor-level notes and, with emit_all, every observation.
+FORWARD_EVENT_CHOICES = ("alerts", "all")
 
 
 class ConfigError(Exception):
@@ -53,6 +56,7 @@ class SensorConfig:
     emit_all: bool = False  # also output observations that matched nothing
     forward: list[str] = field(default_factory=list)  # forwarder URLs (netwatch.forward)
     forward_state_dir: str = ""  # default: <db dir>/forward
+    forward_events: str = "alerts"  # what forwarders get: "alerts", or "all" reported events
     metrics_port: int = 0  # Prometheus endpoint; 0 = off
     metrics_address: str = "127.0.0.1"
     evidence_dir: str = ""  # rotating pcap of alert-triggering packets; "" = off
@@ -66,10 +70,13 @@ class SensorConfig:
     # options that SIGHUP can change without re-opening capture
     RELOADABLE = frozenset({
         "signatures", "policy", "min_confidence", "emit_all", "reminder_interval", "retention_days",
-        "log_level", "stats_interval",
+        "log_level", "stats_interval", "forward_events",
     })
 
     def validate(self) -> None:
+        if self.forward_events not in FORWARD_EVENT_CHOICES:
+            raise ConfigError(f"forward_events must be one of {', '.join(FORWARD_EVENT_CHOICES)}, "
+                              f"not {self.forward_events!r}")
         if not self.interfaces:
             raise ConfigError("no interface: give -i IFACE or `interfaces = [...]` in the config file")
         if self.workers < 1 or self.workers > 64:

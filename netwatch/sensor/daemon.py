@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from netwatch import __version__
+from netwatch.detect.engine import KIND_ALERT
 from netwatch.sensor.alerts import REASON_FIRST, REASON_REMINDER, AlertAggregator, annotate, event_key
 from netwatch.sensor.config import ConfigError, SensorConfig, build_config
 from netwatch.sensor.logs import log
@@ -423,7 +424,8 @@ class Sensor:
             except (OSError, ValueError) as exc:
                 self.totals["output_errors"] += 1
                 self.error("cannot write output", key="output", error=str(exc), output=self.cfg.output)
-        if self.forwarders is not None:
+        if self.forwarders is not None and (self.cfg.forward_events == "all"
+                                            or event["event"]["kind"] == KIND_ALERT):
             try:
                 self.forwarders.submit(event)
             except Exception as exc:
