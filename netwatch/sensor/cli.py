@@ -51,8 +51,10 @@ def _fail(message: str) -> None:
 @click.option("--min-confidence", type=click.Choice(["low", "medium", "high"]), default=None,
               help="Lowest tier that raises an alert. [the policy's]")
 @click.option("--all", "emit_all", is_flag=True, default=None, help="Also output unmatched observations.")
-@click.option("--forward", multiple=True, metavar="URL", help="Forward events to a SIEM (repeatable).")
+@click.option("--forward", multiple=True, metavar="URL", help="Forward alerts to a SIEM (repeatable).")
 @click.option("--forward-state-dir", default=None, help="Forwarder queues. [<db dir>/forward]")
+@click.option("--forward-events", type=click.Choice(["alerts", "all"]), default=None,
+              help="What forwarders get: alerts, or all reported events (also notices). [alerts]")
 @click.option("--metrics-port", type=int, default=None, help="Prometheus endpoint port; 0 = off. [0]")
 @click.option("--metrics-address", default=None, help="Prometheus endpoint address. [127.0.0.1]")
 @click.option("--evidence-dir", default=None, help="Rotating pcap of alert-triggering packets. [off]")
