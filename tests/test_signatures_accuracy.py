@@ -164,7 +164,8 @@ POSITIVES: list[tuple[str, str, str]] = [
     ("alpha-api.wshareit.com", "shareit", "high"),
     ("zj-s.usicdn.com", "shareit", "high"),
     ("video-g.usicdn.com", "shareit", "high"),
-    ("sentry.ushareit.org", "shareit", "high"),
+    ("pc.ushareit.com", "shareit", "high"),
+    ("static.wshareit.com", "shareit", "high"),
     # --- VMate. egg-react-ssr / ssr READMEs' users table (campaign.vmate.com, "Vmate短视频"); publicdata.vmate.in
     # is a single unrecorded code file -> medium (R §1.7 and signatures/apps/vmate.yaml status).
     ("campaign.vmate.com", "vmate", "high"),
@@ -284,6 +285,7 @@ NEGATIVES: list[tuple[str, str]] = [
     ("api.rqmob.com", "low"),
     ("gaea.hellay.net", "low"),
     ("api-v2.shareitgames.com", "low"),
+    ("sentry.ushareit.org", "low"),  # SHAREit Group Sentry, also used by the group's web projects
 ]
 
 
