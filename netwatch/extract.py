@@ -218,7 +218,11 @@ class Extractor:
                 self._client_hello(seg, hello, EVIDENCE_QUIC_SNI, "quic", key, out)
             return
         if kind is _UDP_QUIC:
-            return  # short-header QUIC packets carry nothing for us
+            # Short-header QUIC packets carry nothing for us, but port 443 also carries DNS (DNSCrypt):
+            # a datagram that is a whole, well-formed DNS message is read as one.
+            if (message := dns.parse_message(payload, strict=True)) is not None:
+                self._dns(seg, message, out)
+            return
         if first_packet and gquic.gquic_version(payload):
             hello = gquic.parse_client_hello(payload)
             if hello is not None:

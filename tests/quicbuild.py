@@ -73,7 +73,7 @@ def sni_extension(name: str) -> bytes:
 
 
 def browser_client_hello(server_name: str, *, total: int = 1938, sni_first: bool = False,
-                         post_quantum: bool = True) -> bytes:
+                         post_quantum: bool = True, alpn: bytes = b"h3") -> bytes:
     """A ClientHello shaped like Chromium's over QUIC: no session id, three suites, a GREASE
     extension, supported_groups, then a post-quantum key_share (X25519MLKEM768: 1216 bytes, plus
     X25519; X25519 alone without `post_quantum`) early in the message, the SNI and ALPN after it,
@@ -89,7 +89,7 @@ def browser_client_hello(server_name: str, *, total: int = 1938, sni_first: bool
     tail = [
         _extension(0x002B, b"\x02\x03\x04"),
         _extension(0x000D, _vector16(struct.pack(">4H", 0x0403, 0x0804, 0x0401, 0x0503))),
-        _extension(0x0010, _vector16(b"\x02h3")),
+        _extension(0x0010, _vector16(bytes([len(alpn)]) + alpn)),
         _extension(0x0039, b"\x01\x04\x80\x00\x75\x30" * 8),
     ]
     if sni_first:

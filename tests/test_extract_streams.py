@@ -240,3 +240,35 @@ def test_socks_capture_in_every_output_format(tmp_path):
     (row,) = csv.DictReader(io.StringIO(scan("csv")))
     assert (row["netwatch.evidence"], row["netwatch.name"]) == ("proxy_connect", "mobilegw.alipay.com")
     assert "proxy_connect=1" in scan("table")
+
+
+# --- DNS on UDP port 443 ---
+
+
+def udp(payload: bytes, *, sport: int = 40000, dport: int = 443, frame: int = 1) -> Segment:
+    return Segment(frame=frame, ts=100.0 + frame, transport="udp", src_ip="192.0.2.7", dst_ip="198.51.100.53",
+                   src_port=sport, dst_port=dport, payload=payload, src_mac="02:aa:00:00:00:07")
+
+
+def test_dnscrypt_certificate_query_on_udp_443_is_dns_and_a_blind_spot(sigset):
+    from dns.message import make_query
+
+    query = make_query("2.dnscrypt-cert.opendns.com", "TXT").to_wire()
+    detections = run([udp(query)], sigset)
+    assert [(d.evidence, d.dataset, d.name, d.resolver) for d in detections] == [
+        ("encrypted_dns", "netwatch.blind_spot", "2.dnscrypt-cert.opendns.com", "opendns.com"),
+        ("dns_query", "netwatch.observation", "2.dnscrypt-cert.opendns.com", None)]
+    # The same 4-tuple already carried QUIC: a whole DNS message on it is still read.
+    from tests.quicbuild import padded, protect_initial
+    initial = protect_initial(padded(b"\x01"), dcid=bytes(8))
+    later = run([udp(initial, sport=40001), udp(query, sport=40001, frame=2)], sigset)
+    assert ("dns_query", "2.dnscrypt-cert.opendns.com") in names(later)
+
+
+def test_dns_over_quic_alpn_is_encrypted_dns(sigset):
+    from tests.quicbuild import crypto_frame, padded, protect_initial
+
+    hello = browser_client_hello("dns.example.net", total=600, post_quantum=False, alpn=b"doq")
+    detections = run([udp(protect_initial(padded(crypto_frame(0, hello)), dcid=bytes(8)))], sigset)
+    assert [(d.evidence, d.resolver) for d in detections] == [("encrypted_dns", "dns.example.net"),
+                                                              ("quic_sni", None)]

@@ -14,6 +14,7 @@ from netwatch.detect.devices import Device, DeviceInventory
 from netwatch.extract import OBS_CONN_START, OBS_CONN_UNNAMED, OBS_DNS_ANSWER
 from netwatch.model import (
     EVIDENCE_DHCP_HOSTNAME,
+    EVIDENCE_DNS_QUERY,
     EVIDENCE_ECH,
     EVIDENCE_ENCRYPTED_DNS,
     EVIDENCE_IP_MATCH,
@@ -36,6 +37,11 @@ DATASET_OBSERVATION = "netwatch.observation"
 
 # DNS over TLS (RFC 7858) and DNS over QUIC (RFC 9250) both use port 853.
 ENCRYPTED_DNS_PORT = 853
+# ALPN ids of DNS over QUIC (RFC 9250 section 4.1, "doq"; drafts "doq-i..") and DNS over TLS ("dot").
+ENCRYPTED_DNS_ALPN_PREFIXES = ("doq", "dot")
+# A DNSCrypt client first asks its resolver for certificates: a TXT query for
+# "2.dnscrypt-cert.<provider name>" (DNSCrypt v2 protocol specification, section "Certificates").
+DNSCRYPT_CERT_PREFIX = "2.dnscrypt-cert."
 NAMED_EVIDENCE = frozenset({"dns_query", "tls_sni", "quic_sni", "http_host", "proxy_connect"})
 
 
@@ -122,9 +128,13 @@ class Detector:
             return []
         device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
         found: list[Detection] = []
+        if obs.evidence == EVIDENCE_DNS_QUERY and name.startswith(DNSCRYPT_CERT_PREFIX):
+            provider = name[len(DNSCRYPT_CERT_PREFIX):] or obs.dst_ip
+            found.extend(self._blind_spot(obs, device, EVIDENCE_ENCRYPTED_DNS, name, provider))
         if obs.evidence in (EVIDENCE_TLS_SNI, EVIDENCE_QUIC_SNI):
             resolver = self.sigset.encrypted_dns_resolver(name)
-            if resolver is None and obs.dst_port == ENCRYPTED_DNS_PORT:
+            if resolver is None and (obs.dst_port == ENCRYPTED_DNS_PORT or any(
+                    alpn.startswith(ENCRYPTED_DNS_ALPN_PREFIXES) for alpn in obs.detail.get("alpn", ()))):
                 resolver = name
             if resolver is not None:
                 found.extend(self._blind_spot(obs, device, EVIDENCE_ENCRYPTED_DNS, name, resolver))
