@@ -38,6 +38,12 @@ OBS_DNS_ANSWER = "dns_answer"
 # Ports where DNS, mDNS and LLMNR are parsed leniently; elsewhere a payload must parse as a
 # complete, well-formed message to count as DNS.
 DNS_PORTS = frozenset({53, 5353, 5355})
+# NetBIOS name service (RFC 1002 section 4.2) is DNS-shaped but its names are NetBIOS names in the
+# "first-level encoding" (each nibble a letter: EBEC... for "AB"), not host names: not DNS evidence.
+NETBIOS_NAME_PORT = 137
+# Only QUERY messages ask for a name; in NOTIFY (RFC 1996) and UPDATE (RFC 2136) the question
+# section holds the zone the message is about.
+_OPCODE_QUERY = 0
 DHCP_PORTS = frozenset({67, 68})
 # Requests read on one kept-alive HTTP connection (each new Host among them is evidence); all of
 # them lie within the stream head (64 KiB by default, StreamHeads.head_limit).
@@ -193,6 +199,8 @@ class Extractor:
         if sport in DHCP_PORTS and dport in DHCP_PORTS:
             self._dhcp(seg, out)
             return
+        if sport == NETBIOS_NAME_PORT or dport == NETBIOS_NAME_PORT:
+            return
         if sport in DNS_PORTS or dport in DNS_PORTS:
             message = dns.parse_message(payload, answers=False)
             if message is not None:
@@ -262,6 +270,8 @@ class Extractor:
         if message.malformed:
             self.counters.count_malformed("dns")
         if not message.is_response:
+            if message.opcode != _OPCODE_QUERY:
+                return
             for question in message.questions:
                 obs = _observe(seg, EVIDENCE_DNS_QUERY, question.name, "dns")
                 obs.detail["qtype"] = qtype_name(question.qtype)

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.system
 # (file, evidence, name, client ip) that tshark shows and netwatch deliberately does not, and why.
 EXCEPTIONS: dict[tuple[str, str, str, str], str] = {}
 
-ORACLE_FILTER = "(dns && dns.flags.response == 0) || tls.handshake.type == 1 || http.request || gquic.tag.sni"
+# Only QUERY messages (opcode 0) ask for names: the question section of UPDATE and NOTIFY holds a zone.
+ORACLE_FILTER = ("(dns && dns.flags.response == 0 && dns.flags.opcode == 0) || tls.handshake.type == 1"
+                 " || http.request || gquic.tag.sni")
 
 
 def _innermost_src(packet) -> str | None:

@@ -24,6 +24,7 @@ from netwatch.model import (
     Observation,
 )
 from netwatch.signatures import NameMatch, SignatureSet, normalize_name
+from netwatch.signatures.names import host_name_tail
 
 TIERS = ("low", "medium", "high")
 _RANK = {tier: rank for rank, tier in enumerate(TIERS)}
@@ -140,12 +141,25 @@ class Detector:
                 found.extend(self._blind_spot(obs, device, EVIDENCE_ENCRYPTED_DNS, name, resolver))
             if obs.ech:
                 found.extend(self._blind_spot(obs, device, EVIDENCE_ECH, name, name))
-        match = self.sigset.match_name(name)
+        match = self._match_name(name)
         if match is not None:
             found.append(self._contact(obs, device, obs.evidence, name, match, match.confidence))
         elif self.emit_all:
             found.append(self._plain(obs, device, name))
         return found
+
+    def _match_name(self, name: str) -> NameMatch | None:
+        """Signature verdict for a name; only its host-name labels count.
+
+        A name with escaped odd bytes (a DNS tunnel, hostile input) is matched by the labels after
+        its last escaped one, and then only by suffix rules: it is a subdomain of that part.
+        """
+        if "\\" not in name:
+            return self.sigset.match_name(name)
+        tail = host_name_tail(name)
+        # A placeholder label that no rule can name stands for the escaped part: what matches is what
+        # covers any subdomain of the tail (its suffix rules and exclusions, not an exact rule on it).
+        return self.sigset.match_name("\\." + tail) if tail else None
 
     def _contact(self, obs: Observation, device: Device, evidence: str, name: str | None,
                  match: NameMatch, confidence: str, resolved_from: str | None = None,

@@ -10,9 +10,10 @@ Bounds (hostile input):
   * a name is at most 255 wire bytes, 127 labels, labels at most 63 bytes; label types
     0x40/0x80 are rejected; at most 256 labels and pointers are read per name (the most a
     name within those bounds needs), the wire length is checked once the name ends;
-  * compression pointers must point strictly before the start of the label run that
-    contains them (so every jump goes further back and loops are impossible), and at most
-    128 jumps are followed per name;
+  * compression pointers may point anywhere in the message (RFC 1035 4.1.4 only says "a prior
+    occurrence", but real clients emit forward pointers too, and dropping their messages loses
+    plain names); a pointer to itself is rejected, and at most 128 jumps are followed per name,
+    which ends any loop;
   * at most 64 questions and 512 resource records are walked per message; the rest of
     the message is not looked at (non-strict) or the message is rejected (strict);
   * a length field is never used to allocate: every slice is of the input buffer.
@@ -75,9 +76,6 @@ _PLAIN_LABEL_BYTES = bytes(b for b in range(0x21, 0x7F) if b not in b'"();\\@$.'
 # The same plus the dot: a joined name made only of these needs no escaping, provided each of its
 # dots is a label separator (checked by counting them).
 _PLAIN_NAME_BYTES = _PLAIN_LABEL_BYTES + b"."
-# Bytes strict mode refuses in a question name: C0 controls and DEL.
-_CONTROL_BYTES = bytes([*range(0x20), 0x7F])
-_NOT_CONTROL_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
 
 
 class DnsQuestion(NamedTuple):
@@ -128,14 +126,14 @@ def _read_name(data: bytes, pos: int, limit: int) -> tuple[list[bytes], int, int
     """Read a possibly compressed name at `pos`; return its labels, the offset after it, the jumps taken.
 
     `limit` bounds the labels read before the first pointer (the end of an rdata field);
-    after a jump the whole buffer is the limit, since targets lie before the record.
+    after a jump the whole buffer is the limit, since a target may lie anywhere in the message.
     """
     if pos >= limit:
         raise _Malformed
     labels: list[bytes] = []
     append = labels.append
     wire_length = 1  # the root label; the runs of labels are added at each pointer and at the end
-    run_start = pos  # pointers must target bytes strictly before this
+    run_start = pos  # where the current run of labels started (for the wire length)
     end_after_name = -1  # where the caller continues: after the first pointer, or the root
     jumps = 0
     for _ in range(_MAX_NAME_STEPS):
@@ -155,7 +153,7 @@ def _read_name(data: bytes, pos: int, limit: int) -> tuple[list[bytes], int, int
                 raise _Malformed
             target = ((length & 0x3F) << 8) | data[pos + 1]
             jumps += 1
-            if target >= run_start or jumps > MAX_POINTER_JUMPS:
+            if target == pos or target >= len(data) or jumps > MAX_POINTER_JUMPS:
                 raise _Malformed
             wire_length += pos - run_start
             if end_after_name < 0:
@@ -216,11 +214,8 @@ def _questions(data: bytes, count: int, strict: bool, out: list[DnsQuestion], na
             raise _Malformed
         qtype, qclass = _QUESTION_TAIL.unpack_from(data, pos)
         pos += 4
-        if strict and (
-            not _plausible_qtype(qtype)
-            or not _plausible_class(qclass)
-            or b"".join(labels).translate(None, _NOT_CONTROL_BYTES)
-        ):
+        # Control bytes in a name do not disqualify it: DNS tunnels send them, and analysts must see them.
+        if strict and (not _plausible_qtype(qtype) or not _plausible_class(qclass)):
             raise _Malformed
         text = labels_to_text(labels)
         names[start] = (text, jumps)
@@ -300,7 +295,7 @@ def parse_message(data: bytes, *, strict: bool = False, answers: bool = True) ->
     and `malformed` is set. Authority and additional sections are not walked.
     Strict (UDP on other ports): the whole message must parse with no trailing bytes,
     with a known opcode, 1..8 questions, counts that fit the length, known classes and
-    query types, and question names without control bytes.
+    query types.
     `answers=False` skips the answer section in non-strict mode (the caller only needs the
     questions, e.g. when the name is of no interest); strict mode always validates it.
     Never raises.

@@ -61,6 +61,24 @@ def normalize_name(raw: str) -> str:
     return encoded.rstrip(".")
 
 
+def host_name_tail(name: str) -> str | None:
+    """The part of a normalised name after its last label that holds a `\\` escape.
+
+    Names from the wire keep their odd bytes as `\\DDD` / `\\X` escapes (DNS tunnels, hostile
+    input); such a label is not a host-name label, and its escape text must not be read as label
+    separators (`x\\.alipay.com` is the two labels `x.alipay` and `com`). None when no label after
+    the last escape is left.
+    """
+    position, escape_end = 0, -1
+    while (position := name.find("\\", position)) >= 0:
+        position += 4 if name[position + 1 : position + 2].isdigit() else 2
+        escape_end = position
+    if escape_end < 0:
+        return name
+    dot = name.find(".", escape_end)
+    return name[dot + 1 :] or None if dot >= 0 else None
+
+
 def display_name(normalized: str) -> str:
     """Render an A-label name in Unicode for people; fall back to the input on any failure."""
     if "xn--" not in normalized:
