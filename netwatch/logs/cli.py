@@ -83,7 +83,7 @@ def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emi
         from netwatch.logs.follow import FollowOptions, run_follow
 
         sys.exit(run_follow(FollowOptions(
-            inputs=list(inputs), input_format=input_format, output=output, db=db, overlays=list(overlays),
+            inputs=list(inputs), input_format=input_format, output=output, db=db,
             policy=policy, min_confidence=min_confidence, emit_all=emit_all, forward=list(forward_urls),
             forward_state_dir=str(forward_state_dir) if forward_state_dir else None,
             reminder_interval=reminder_interval, metrics_port=metrics_port, metrics_address=metrics_address,
