@@ -485,3 +485,30 @@ def test_windows_analytical_csv(sigset, tmp_path):
     assert events[0]["netwatch"]["app"] == "alipay" and events[1]["network"]["transport"] == "tcp"
     assert pipeline.detector.interesting_address("198.51.100.99")  # read from the response's PacketData
     assert summary.bad == 1
+
+
+def test_cli_output_error_and_ctrl_c(tmp_path):
+    log = tmp_path / "eve.json"
+    log.write_text("".join(json.dumps(r) + "\n" for r in eve_records()))
+    done = cli(log, "-o", tmp_path / "no" / "such" / "dir" / "out.jsonl")
+    assert done.returncode == 2 and b"cannot write" in done.stderr and b"Traceback" not in done.stderr
+    # Ctrl-C: the lines read so far are reported, then the run ends (input from a FIFO that stays open).
+    import os
+    import signal
+    import time
+
+    fifo = tmp_path / "eve.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "logs", "--format", "jsonl", str(fifo)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(fifo, "w") as writer:
+        writer.write("".join(json.dumps(r) + "\n" for r in eve_records()))
+        writer.flush()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        writer.write(json.dumps(eve("dns", {"version": 2, "type": "query", "id": 9, "rrname": NEUTRAL})) + "\n")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert b"interrupted (Ctrl-C)" in err and b"Traceback" not in err
+    assert b'"app":"alipay"' in out

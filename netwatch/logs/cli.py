@@ -12,12 +12,16 @@ import click
 
 from netwatch.cli import (
     EXIT_ALERTS,
+    EXIT_BROKEN_PIPE,
     EXIT_CLEAN,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     _default_state_dir,
     _event_sink,
     _start_forwarders,
+    _with_options,
     fail,
+    forward_state_dir_options,
     load_signatures_or_exit,
     min_confidence_option,
     policy_option,
@@ -35,15 +39,14 @@ INPUT_FORMATS = click.Choice(sorted(FORMATS))
 @click.option("--input-format", type=INPUT_FORMATS, default=None,
               help="Read every input as this log format instead of detecting it per file.")
 @click.option("--all", "emit_all", is_flag=True, help="Also emit an observation for every name in the logs.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the output to FILE instead of standard output.")
+@click.option("-o", "--output", metavar="FILE", default=None,
+              help="Write the output to FILE instead of standard output (created mode 0640 minus the umask).")
 @signatures_option
 @policy_option
 @min_confidence_option
 @click.option("--forward", "forward_urls", multiple=True, metavar="URL",
               help="Also send alerts to a SIEM (syslog+tcp://HOST:PORT, hec+https://..., see docs/siem.md).")
-@click.option("--forward-state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory of the durable forwarding queue (default: ~/.local/state/netwatch).")
+@_with_options(forward_state_dir_options)
 @click.option("--forward-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for forwarders to deliver before exiting.")
 @click.option("--follow", is_flag=True,
@@ -61,7 +64,8 @@ INPUT_FORMATS = click.Choice(sorted(FORMATS))
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emit_all: bool, output: str | None,
          overlays: tuple[Path, ...], policy: str | None, min_confidence: str | None,
-         forward_urls: tuple[str, ...], forward_state_dir: Path | None, forward_timeout: float, follow: bool,
+         forward_urls: tuple[str, ...], forward_state_dir: Path | None, forward_state_alias: Path | None,
+         forward_timeout: float, follow: bool,
          db: str | None, reminder_interval: float, metrics_port: int, metrics_address: str,
          poll_interval: float, quiet: bool) -> None:
     """Read Zeek, Suricata EVE and DNS-server logs (files, directories, '-' for stdin; gzip is fine).
@@ -70,11 +74,13 @@ def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emi
     (dns, tls, quic, http, dhcp), bind (query log), unbound (log-queries/log-replies), dnsmasq
     (log-queries), windows-dns-debug and windows-dns-csv (analytical log exported as CSV).
 
-    Exit status: 0 nothing found, 1 at least one alert, 2 usage or input error.
+    Exit status: 0 nothing found, 1 at least one alert, 2 usage, input or output error.
     """
+    from netwatch.outputs.destination import OutputError, open_output
     from netwatch.pipeline import Pipeline, default_observer
 
     sigset = load_signatures_or_exit(overlays, policy)
+    forward_state_dir = forward_state_dir or forward_state_alias
     if follow:
         if "-" in inputs:
             fail("--follow needs files or directories, not standard input")
@@ -89,32 +95,29 @@ def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emi
             reminder_interval=reminder_interval, metrics_port=metrics_port, metrics_address=metrics_address,
             poll_interval=poll_interval), sigset))
 
-    from netwatch.logs.engine import read_logs
-
     if fmt is None:
         fmt = "table" if output is None and sys.stdout.isatty() else "jsonl"
     try:
         pipeline = Pipeline(sigset, min_confidence=min_confidence, emit_all=emit_all,
                             observer=default_observer("analyzer"))
-    except ValueError as exc:
+        out = open_output(output)
+    except (ValueError, OutputError) as exc:
         fail(str(exc))
-    with ExitStack() as stack:
-        try:
-            out: IO[str] = (stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
-                            if output else sys.stdout)
-        except OSError as exc:
-            fail(f"{output}: {exc.strerror or exc}")
-        forwarders = _start_forwarders(forward_urls, forward_state_dir, stack) if forward_urls else None
-        sink = _event_sink(fmt, out, forwarders)
-        summary = read_logs(inputs, pipeline, sink, fmt=input_format)
-        if fmt == "table":
-            _write_table(out, pipeline, summary, emit_all)
-        out.flush()
-        if forwarders is not None and not forwarders.flush(forward_timeout):
-            click.echo("netwatch: warning: some alerts are not delivered yet; they stay queued in "
-                       f"{forward_state_dir or _default_state_dir()} for the next run", err=True)
-
+    try:
+        summary = _read_to(out, inputs, input_format, pipeline, fmt, emit_all,
+                           (forward_urls, forward_state_dir, forward_timeout))
+    except OutputError as exc:
+        out.abandon()
+        if exc.broken_pipe:  # the reader went away (`| head`): stop quietly
+            sys.exit(EXIT_BROKEN_PIPE)
+        fail(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C: no summary either
+        out.abandon()
+        click.echo("netwatch: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     _report(summary, pipeline, quiet=quiet or fmt == "table")
+    if summary.interrupted:
+        click.echo("netwatch: interrupted (Ctrl-C): the results cover the lines read until then", err=True)
     if summary.alerts:
         sys.exit(EXIT_ALERTS)
     if summary.errors or not summary.read_files:
@@ -126,14 +129,41 @@ def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emi
     sys.exit(EXIT_CLEAN)
 
 
-def _write_table(out: IO[str], pipeline: Any, summary: Any, emit_all: bool) -> None:
+def _read_to(out: Any, inputs: tuple[str, ...], input_format: str | None, pipeline: Any, fmt: str, emit_all: bool,
+             forwarding: tuple[tuple[str, ...], Path | None, float]) -> Any:
+    """Read the logs writing events to `out` (and the forwarders); the table comes at the end."""
+    from netwatch.logs.engine import read_logs
+    from netwatch.scan import Interruption
+
+    forward_urls, state_dir, forward_timeout = forwarding
+    with ExitStack() as stack:
+        forwarders = _start_forwarders(forward_urls, state_dir, stack) if forward_urls else None
+        seen = None
+        if fmt == "table" and emit_all:
+            from netwatch.outputs.table import SeenNames
+
+            seen = SeenNames()
+        sink = _event_sink(fmt, out, forwarders, seen)
+        with Interruption().installed() as interruption:
+            summary = read_logs(inputs, pipeline, sink, fmt=input_format,
+                                stop=lambda: interruption.requested)
+        if fmt == "table":
+            _write_table(out, pipeline, summary, emit_all, seen)
+        out.close()
+        if forwarders is not None and not forwarders.flush(forward_timeout):
+            click.echo("netwatch: warning: some alerts are not delivered yet; they stay queued in "
+                       f"{state_dir or _default_state_dir()} for the next run", err=True)
+    return summary
+
+
+def _write_table(out: IO[str], pipeline: Any, summary: Any, emit_all: bool, seen: Any) -> None:
     """The device table `netwatch scan` prints, with a footer that counts log lines instead of packets."""
     from netwatch.outputs.table import write_table
     from netwatch.scan import ScanSummary
 
     body = io.StringIO()
     write_table(body, pipeline.inventory.devices(), ScanSummary(counters=summary.counters),
-                policy=pipeline._policy, version=pipeline._ruleset_version, show_all=emit_all)
+                policy=pipeline._policy, version=pipeline._ruleset_version, show_all=emit_all, seen=seen)
     text = body.getvalue()
     text = text.replace("netwatch scan", "netwatch logs", 1)
     text = text[: text.rfind("Totals:")] if "Totals:" in text else text

@@ -56,6 +56,7 @@ class LogSummary:
     bad: int = 0
     seconds: float = 0.0
     counters: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # stopped early (Ctrl-C): the results cover what was read
 
     @property
     def alerts(self) -> int:
@@ -125,30 +126,39 @@ def few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-def read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, *, fmt: str | None = None) -> LogSummary:
-    """Read every log named in `inputs` (files, directories, '-' for stdin)."""
+def read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, *, fmt: str | None = None,
+              stop: Callable[[], bool] | None = None) -> LogSummary:
+    """Read every log named in `inputs` (files, directories, '-' for stdin).
+
+    `stop` is asked between chunks of lines (Ctrl-C): when it says so, the run ends there and the
+    summary covers what was read.
+    """
     with few_collections():
-        return _read_logs(inputs, pipeline, sink, fmt)
+        return _read_logs(inputs, pipeline, sink, fmt, stop or (lambda: False))
 
 
-def _read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, fmt: str | None) -> LogSummary:
+def _read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, fmt: str | None,
+               stop: Callable[[], bool]) -> LogSummary:
     started = time.perf_counter()
     summary = LogSummary()
     ctx = new_context(pipeline)
     for path, explicit in iter_log_paths(list(inputs)):
         report = LogFileReport(path=path)
         summary.files.append(report)
-        _read_one(path, explicit, fmt, report, ctx, pipeline, sink)
+        _read_one(path, explicit, fmt, report, ctx, pipeline, sink, stop)
         summary.lines += report.lines
         summary.records += report.records
         summary.bad += report.bad
+        if stop():
+            summary.interrupted = True
+            break
     summary.seconds = time.perf_counter() - started
     summary.counters = pipeline.counters()
     return summary
 
 
 def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport, ctx: ReadContext,
-              pipeline: Pipeline, sink: EventSink) -> None:
+              pipeline: Pipeline, sink: EventSink, stop: Callable[[], bool]) -> None:
     try:
         stream = open_log(path)
     except OSError as exc:
@@ -175,6 +185,8 @@ def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport,
             for lines, _span in read_chunks(stream):
                 feed(reader, lines, lineno, pipeline, sink)
                 lineno += len(lines)
+                if stop():
+                    break
         except (OSError, EOFError) as exc:  # a truncated gzip or a read error: keep what was read
             report.error = f"{path}: read error after line {lineno - 1}: {exc}"
         report.lines = lineno - 1

@@ -75,8 +75,10 @@ def read_chunks(stream: IO[bytes], *, final: bool = True) -> Iterator[tuple[list
     as the writer may still be writing it.
     """
     rest = b""
+    # read1: what is there now (up to a chunk), so lines from a pipe are handled as they come.
+    read = getattr(stream, "read1", stream.read)
     while True:
-        data = stream.read(CHUNK_BYTES)
+        data = read(CHUNK_BYTES)
         if not data:
             break
         if rest:
