@@ -121,6 +121,7 @@ def strip_host_port(host: str) -> str:
 # -- time ------------------------------------------------------------------------------------
 
 _SECOND_CACHE: dict[str, float] = {}
+_UTC_SECONDS: dict[str, float] = {}  # "2026-01-05T09:00:01" -> its second, for the fast path of iso_ts
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), 1)}
 
@@ -136,10 +137,13 @@ def _cached(key: str, compute: Callable[[], float]) -> float:
 
 def iso_ts(text: str) -> float | None:
     """RFC 3339 / ISO 8601 with a zone (`2026-01-05T09:00:01.123456+0000`, `...Z`, `+00:00`); no zone = local."""
-    if len(text) == 31 and text[26:] == "+0000" and text[19] == ".":  # Suricata's form, in UTC: the fast path
-        second = _SECOND_CACHE.get("Z" + text[:19])
-        if second is not None and text[20:26].isdigit():
-            return second + int(text[20:26]) / 1e6
+    if len(text) == 31 and text.endswith("+0000"):  # Suricata's form, in UTC: the fast path
+        second = _UTC_SECONDS.get(text[:19])
+        if second is not None:
+            try:
+                return second + float(text[19:26])  # ".123456"
+            except ValueError:
+                pass
     try:
         base = text[:19]
         rest = text[19:]
@@ -163,6 +167,8 @@ def iso_ts(text: str) -> float | None:
             return None
         key = ("Z" if zone else "L") + base
         second = _cached(key, lambda: _parse_iso_second(base, zone))
+        if zone and len(_UTC_SECONDS) < 65536:
+            _UTC_SECONDS[base] = second
         return second - offset + frac
     except (ValueError, IndexError):
         return None

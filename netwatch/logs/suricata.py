@@ -28,6 +28,7 @@ Out = list[Observation]
 WANTED = frozenset({"dns", "tls", "quic", "http", "dhcp"})
 _MARK = '"event_type":"'
 _DNS_QUERY_TYPES = ("query", "request")
+_TRANSPORTS = {"UDP": "udp", "TCP": "tcp", "SCTP": "sctp"}
 _DNS_ANSWER_TYPES = ("answer", "response")
 
 
@@ -42,29 +43,34 @@ class EveReader(LogReader):
 
     def read(self, lines: list[str], first_lineno: int, out: Out) -> None:
         loads = orjson.loads
+        record = self._record
+        mark, skip = _MARK, len(_MARK)
         lineno = first_lineno - 1
+        records = other = 0
         for line in lines:
             lineno += 1
-            if not line or line.isspace():
+            if not line or (line[0] != "{" and line.isspace()):
                 continue
             # The event type is read off the text first, so the many records netwatch has no use for
             # (flow, alert, stats, fileinfo, ...) cost a string search instead of a JSON parse.
-            at = line.find(_MARK)
+            at = line.find(mark)
             if at >= 0:
-                start = at + len(_MARK)
+                start = at + skip
                 if line[start:line.find('"', start)] not in WANTED:
-                    self.other += 1
+                    other += 1
                     continue
             try:
                 rec = loads(line)
-                if not isinstance(rec, dict) or not isinstance(rec.get("event_type"), str):
+                if rec.__class__ is not dict or rec.get("event_type").__class__ is not str:
                     raise TypeError("not an EVE record")
-                if self._record(rec, lineno, out):
-                    self.records += 1
+                if record(rec, lineno, out):
+                    records += 1
                 else:
-                    self.other += 1
+                    other += 1
             except (ValueError, TypeError, KeyError, AttributeError, IndexError):
                 self.bad_line(lineno, line)
+        self.records += records
+        self.other += other
 
     def _record(self, rec: dict[str, Any], lineno: int, out: Out) -> bool:
         kind = rec["event_type"]
@@ -77,13 +83,21 @@ class EveReader(LogReader):
         if ts is None:
             self.untimed += 1
             ts = self.default_ts
-        src, dst = str(get("src_ip") or ""), str(get("dest_ip") or "")
+        src, dst = get("src_ip") or "", get("dest_ip") or ""
+        if src.__class__ is not str or dst.__class__ is not str:
+            raise TypeError("addresses are not strings")
         sport, dport = int(get("src_port") or 0), int(get("dest_port") or 0)
-        transport = str(get("proto") or "").lower()
+        proto = get("proto")
+        transport = _TRANSPORTS.get(proto) or str(proto or "").lower()
         ether = get("ether")
         mac = _mac(ether.get("src_mac")) if ether.__class__ is dict else None
         if kind == "dns":
-            self._dns(body, lineno, ts, src, dst, sport, dport, transport or "udp", mac, out)
+            rrname = body.get("rrname")
+            if rrname.__class__ is str and body.get("type") == "query":  # v1/v2 query: the usual record
+                out.append(Observation(EVIDENCE_DNS_QUERY, rrname, lineno, ts, src, dst, sport, dport,
+                                       transport or "udp", "dns", mac, False, {"qtype": body.get("rrtype")}))
+            else:
+                self._dns(body, lineno, ts, src, dst, sport, dport, transport or "udp", mac, out)
         elif kind == "tls" or kind == "quic":
             sni = body.get("sni")
             if sni.__class__ is str and sni:
