@@ -512,3 +512,28 @@ def test_cli_output_error_and_ctrl_c(tmp_path):
     assert proc.returncode == 1, err
     assert b"interrupted (Ctrl-C)" in err and b"Traceback" not in err
     assert b'"app":"alipay"' in out
+
+
+def test_overlong_line_is_one_bad_line_and_memory_stays_bounded(sigset, tmp_path):
+    import io
+
+    from netwatch.logs.source import MAX_LINE_BYTES, read_chunks
+
+    data = b"a\n" + b"x" * (3 * MAX_LINE_BYTES) + b"\nb\nc"
+    for final, expected in ((True, len(data)), (False, len(data) - 1)):
+        chunks = list(read_chunks(io.BufferedReader(io.BytesIO(data)), final=final))
+        assert sum(span for _, span in chunks) == expected  # --follow resumes at exact line boundaries
+        assert max(len(line) for lines, _ in chunks for line in lines) < 300
+    log = tmp_path / "eve.json"
+    records = eve_records()
+    log.write_bytes(json.dumps(records[0]).encode() + b"\n" + b"{" * (2 * MAX_LINE_BYTES) + b"\n"
+                    + json.dumps(records[4]).encode() + b"\n")
+    summary, events, _ = run([log], sigset)
+    assert summary.bad == 1 and names(events, "dns_query") == [BANNED] and names(events, "tls_sni") == [BANNED_SNI]
+
+
+def test_cli_empty_log_is_not_an_error(tmp_path):
+    empty = tmp_path / "querylog"
+    empty.write_bytes(b"")
+    done = cli(empty, "--format", "jsonl")
+    assert done.returncode == 0 and done.stdout == b"" and b"1 file(s)" in done.stderr

@@ -170,9 +170,11 @@ def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport,
         except (OSError, EOFError) as exc:
             report.error = f"{path}: {exc}"
             return
+        if found is None and _is_empty(stream):
+            return  # nothing to read (a log just rotated): not an error
         if found is None:
             if explicit:
-                report.error = (f"{path}: not a log format netwatch reads (use --format to name it; "
+                report.error = (f"{path}: not a log format netwatch reads (use --input-format to name it; "
                                 f"known: {', '.join(FORMATS)})")
             else:
                 report.skipped = "not a known log format"
@@ -191,6 +193,10 @@ def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport,
             report.error = f"{path}: read error after line {lineno - 1}: {exc}"
         report.lines = lineno - 1
         report.take(reader)
+
+
+def _is_empty(stream: IO[bytes]) -> bool:
+    return hasattr(stream, "peek") and not stream.peek(1)
 
 
 def _mtime(path: str) -> float:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import IO
 
 CHUNK_BYTES = 1 << 20
+MAX_LINE_BYTES = 1 << 20  # a longer "line" is damage: its first bytes are kept as a sample, the rest dropped
 GZIP_MAGIC = b"\x1f\x8b"
 
 # dns.log.1, dns.log.2.gz, querylog.3, eve.json.1: numbered rotations (higher = older);
@@ -72,25 +73,45 @@ def read_chunks(stream: IO[bytes], *, final: bool = True) -> Iterator[tuple[list
 
     Lines end at b"\\n"; a "\\r" before it (Windows logs) is dropped. A last line without its
     newline is given at the end when `final` (a finished file); `--follow` leaves it for later,
-    as the writer may still be writing it.
+    as the writer may still be writing it. A line longer than MAX_LINE_BYTES is damage: its first
+    bytes are given as the line (the reader counts it as unreadable) and the rest is skipped, so
+    memory stays bounded whatever the input.
     """
     rest = b""
+    dropped = -1  # >= 0 while skipping the rest of an over-long line: the bytes skipped so far
     # read1: what is there now (up to a chunk), so lines from a pipe are handled as they come.
     read = getattr(stream, "read1", stream.read)
     while True:
         data = read(CHUNK_BYTES)
         if not data:
             break
+        if dropped >= 0:
+            end = data.find(b"\n")
+            if end < 0:
+                dropped += len(data)
+                continue
+            yield [], dropped + end + 1
+            dropped = -1
+            data = data[end + 1:]
+            if not data:
+                continue
         if rest:
             data = rest + data
         cut = data.rfind(b"\n")
         if cut < 0:
-            rest = data
+            if len(data) > MAX_LINE_BYTES:
+                yield [decode(data[:200]) + " ..."], 0
+                dropped, rest = len(data), b""
+            else:
+                rest = data
             continue
         rest = data[cut + 1:]
         text = decode(data[:cut])
         if "\r" in text:
             text = text.replace("\r", "")
         yield text.split("\n"), cut + 1
-    if rest and final:
-        yield [decode(rest).replace("\r", "")], len(rest)
+    if final:
+        if dropped >= 0:
+            yield [], dropped
+        elif rest:
+            yield [decode(rest).replace("\r", "")], len(rest)
