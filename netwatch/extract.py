@@ -465,7 +465,8 @@ class Extractor:
             if partial:
                 obs.detail["partial"] = True
             out.append(obs)
-        if hello.sni and not hello.ech:
+        if hello.sni:
+            # A name of its own is in the stream (with ECH, the cover name): no resolved_ip for it.
             self._pending.pop(key, None)
         else:
             self._finish(key, seg, out, named=False)

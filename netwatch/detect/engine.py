@@ -8,7 +8,8 @@ set, policy and alert threshold.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from netwatch.detect.devices import Device, DeviceInventory
 from netwatch.extract import OBS_CONN_START, OBS_CONN_UNNAMED, OBS_DNS_ANSWER
@@ -44,6 +45,20 @@ ENCRYPTED_DNS_ALPN_PREFIXES = ("doq", "dot")
 # "2.dnscrypt-cert.<provider name>" (DNSCrypt v2 protocol specification, section "Certificates").
 DNSCRYPT_CERT_PREFIX = "2.dnscrypt-cert."
 NAMED_EVIDENCE = frozenset({"dns_query", "tls_sni", "quic_sni", "http_host", "proxy_connect"})
+
+
+# How many answers (client, name) are kept per address, and resolvers per client.
+MAX_ANSWERS_PER_ADDRESS = 8
+MAX_RESOLVERS_PER_CLIENT = 4
+
+
+class _Answer(NamedTuple):
+    """A DNS answer that resolved `name` (which has a rule) to an address, for `client`."""
+
+    ts: float
+    client: str
+    name: str
+    match: NameMatch
 
 
 def downgrade(tier: str) -> str:
@@ -86,8 +101,11 @@ class Detector:
             raise ValueError(f"unknown confidence tier: {self.min_confidence}")
         self.emit_all = emit_all
         self.inventory = inventory if inventory is not None else DeviceInventory()
-        self._resolved: OrderedDict[str, tuple[str, NameMatch]] = OrderedDict()
+        # address -> the latest answers that resolved a name with a rule to it (oldest first)
+        self._resolved: OrderedDict[str, list[_Answer]] = OrderedDict()
         self._max_resolved = max_resolved
+        # client address -> the resolvers it asked (its queries' destinations), to prefer their answers
+        self._resolvers: OrderedDict[str, list[str]] = OrderedDict()
         self.alerts = 0
         self.events = 0
 
@@ -107,6 +125,8 @@ class Detector:
     def observe(self, obs: Observation) -> list[Detection]:
         evidence = obs.evidence
         if evidence in NAMED_EVIDENCE:
+            if evidence == EVIDENCE_DNS_QUERY:
+                self._remember_resolver(obs.src_ip, obs.dst_ip)
             return self._named(obs)
         if evidence == OBS_DNS_ANSWER:
             self._remember_answer(obs)
@@ -213,14 +233,41 @@ class Detector:
 
     def _remember_answer(self, obs: Observation) -> None:
         name = normalize_name(obs.name or "")
-        match = self.sigset.match_name(name) if name else None
+        match = self._match_name(name) if name else None
         if match is None:
             return
+        answer = _Answer(obs.ts, obs.dst_ip, name, match)  # a response goes to the client that asked
         for address in obs.detail.get("addresses", ()):
-            self._resolved[address] = (name, match)
-            self._resolved.move_to_end(address)
+            answers = self._resolved.get(address)
+            if answers is None:
+                self._resolved[address] = [answer]
+            else:
+                answers[:] = [a for a in answers if (a.client, a.name) != (answer.client, name)][
+                    -(MAX_ANSWERS_PER_ADDRESS - 1):]
+                answers.append(answer)
+                self._resolved.move_to_end(address)
         while len(self._resolved) > self._max_resolved:
             self._resolved.popitem(last=False)
+
+    def _remember_resolver(self, client: str, resolver: str) -> None:
+        resolvers = self._resolvers.get(client)
+        if resolvers is None:
+            self._resolvers[client] = [resolver]
+            if len(self._resolvers) > self._max_resolved:
+                self._resolvers.popitem(last=False)
+        elif resolver not in resolvers:
+            resolvers[:] = [*resolvers[-(MAX_RESOLVERS_PER_CLIENT - 1):], resolver]
+
+    def _answers_for(self, obs: Observation) -> list[_Answer]:
+        """The answers that can explain a connection: seen before it, the client's own (or those its
+        resolvers got) when there are any, else other clients'; the latest per name."""
+        earlier = [a for a in self._resolved.get(obs.dst_ip, ()) if a.ts <= obs.ts]
+        resolvers = self._resolvers.get(obs.src_ip, ())
+        own = [a for a in earlier if a.client == obs.src_ip or a.client in resolvers]
+        latest: dict[str, _Answer] = {}
+        for answer in own or earlier:
+            latest[answer.name] = answer
+        return sorted(latest.values(), key=lambda a: a.ts)
 
     def _proxied_address(self, obs: Observation) -> list[Detection]:
         """A SOCKS request for an address, not a name: address rules apply to it."""
@@ -239,14 +286,28 @@ class Detector:
         return [self._contact(obs, device, EVIDENCE_IP_MATCH, None, match, match.confidence)]
 
     def _unnamed(self, obs: Observation) -> list[Detection]:
-        resolved = self._resolved.get(obs.dst_ip)
-        if resolved is None:
+        answers = self._answers_for(obs)
+        if not answers:
             return []
-        name, match = resolved
         device = self.inventory.device(obs.src_ip, obs.src_mac, obs.ts)
-        return [self._contact(obs, device, EVIDENCE_RESOLVED_IP, name, match, downgrade(match.confidence),
-                              resolved_from=name,
-                              note=f"a connection with no name of its own to an address of {name}")]
+        by_app: dict[str, _Answer] = {}
+        for answer in answers:
+            by_app[self._contact_label(answer.match)[0]] = answer
+        if len(by_app) == 1:
+            name, match = answers[-1].name, answers[-1].match
+            return [self._contact(obs, device, EVIDENCE_RESOLVED_IP, name, match, downgrade(match.confidence),
+                                  resolved_from=name,
+                                  note=f"a connection with no name of its own to an address of {name}")]
+        # One address, names of several apps: say so instead of picking one.
+        candidates = list(by_app.values())
+        apps = tuple(sorted({app for a in candidates for app in (a.match.apps or (a.match.app,)) if app}))
+        names = ", ".join(f"{a.name} ({self._contact_label(a.match)[1]})" for a in candidates)
+        shared = replace(candidates[-1].match, app=None, apps=apps, app_name=None, confidence="low",
+                         rule_id="resolved_ip:ambiguous", note=None)
+        obs.detail["candidates"] = [a.name for a in candidates]
+        return [self._contact(obs, device, EVIDENCE_RESOLVED_IP, None, shared, "low",
+                              resolved_from=candidates[-1].name,
+                              note=f"an address that names of several apps resolved to: {names}")]
 
     # -- devices ---------------------------------------------------------------------------------
 
