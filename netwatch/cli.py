@@ -44,6 +44,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("netwatch.sensor.cli", "devices"),
     "health": ("netwatch.sensor.cli", "health"),
     "logs": ("netwatch.logs.cli", "logs"),
+    "report": ("netwatch.report.cli", "report"),
 }
 
 
