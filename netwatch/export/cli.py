@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import click
 
+from netwatch.atomic import write_atomically
 from netwatch.signatures import SignatureError, load_signature_set
 
 from . import ACTIONS, FORMATS, ExportOptions, Selection, build_plan
@@ -31,20 +30,6 @@ def _address(value: str, version: int, option: str) -> str:
     if address is None or address.version != version:
         _fail(f"{option}: {value!r} is not an IPv{version} address")
     return str(address)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write next to the target and rename: a resolver reloading meanwhile never reads half a list."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command("export")
@@ -106,7 +91,7 @@ def export_command(fmt: str, output: Path | None, overlays: tuple[Path, ...], po
         click.echo(rendered.text, nl=False)
     else:
         try:
-            _write_atomically(output, rendered.text)
+            write_atomically(output, rendered.text)
         except OSError as exc:
             _fail(f"{output}: cannot write: {exc.strerror or exc}")
     if not quiet:

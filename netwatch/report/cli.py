@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
+
+from netwatch.atomic import write_atomically
 
 from .data import ReportInputError, load
 
@@ -15,19 +15,6 @@ from .data import ReportInputError, load
 def _fail(message: str) -> None:
     click.echo(f"netwatch: {message}", err=True)
     sys.exit(2)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write beside the target and rename, so a half-written report never replaces a good one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command("report")
@@ -67,18 +54,18 @@ def report(inputs: tuple[str, ...], db: str | None, html_out: Path | None, md_ou
         _fail(str(exc))
     try:
         if html_out is not None:
-            _write(html_out, render_html(data, svg, title=title))
+            write_atomically(html_out, render_html(data, svg, title=title))
         if md_out is not None:
             chart_file = None
             if svg and str(md_out) != "-":
                 chart_path = md_out.with_name(md_out.name + ".svg")
-                _write(chart_path, '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + svg)
+                write_atomically(chart_path, '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + svg)
                 chart_file = chart_path.name
             text = render_markdown(data, title=title, chart_file=chart_file)
             if str(md_out) == "-":
                 click.echo(text, nl=False)
             else:
-                _write(md_out, text)
+                write_atomically(md_out, text)
     except OSError as exc:
         _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     if data.skipped:
