@@ -11,8 +11,12 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +25,17 @@ import pytest
 
 from netwatch.signatures.bundle import build_bundle as build_bundle_api
 from netwatch.signatures.bundle import load_private_key, tree_files
-from tests.sigfeed import BUNDLED_VERSION, FEED_NAME, HttpsFeed, build_bundle, cli, feed_rule, make_tree, write_keypair
+from tests.sigfeed import (
+    BUNDLED_VERSION,
+    FEED_NAME,
+    REPO,
+    HttpsFeed,
+    build_bundle,
+    cli,
+    feed_rule,
+    make_tree,
+    write_keypair,
+)
 
 
 @pytest.fixture
@@ -241,6 +255,58 @@ def test_server_stopping_mid_download_is_refused(admin: Admin) -> None:
     run = cli("signatures", "update", "--url", url, "--ca-file", str(admin.feed.ca), "--trusted-key",
               str(admin.pub), "--timeout", "5", env=admin.env)
     admin.assert_refused(run, "cannot download", "2026.12.1")
+
+
+def test_ctrl_c_during_a_download(admin: Admin) -> None:
+    _installed(admin)
+    body = admin.bundle("2026.12.2")
+    release = threading.Event()
+
+    def stall(handler: object) -> None:
+        handler.send_response(200)  # type: ignore[attr-defined]
+        handler.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+        handler.end_headers()  # type: ignore[attr-defined]
+        handler.wfile.write(body[:100])  # type: ignore[attr-defined]
+        handler.wfile.flush()  # type: ignore[attr-defined]
+        release.wait(60)
+
+    admin.feed.routes["/stall.tar.gz"] = stall
+    admin.last_current = admin.current()
+    proc = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "signatures", "update", "--url",
+                             admin.feed.url("/stall.tar.gz"), "--ca-file", str(admin.feed.ca), "--trusted-key",
+                             str(admin.pub)], cwd=REPO, env={**os.environ, **admin.env}, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _connected(proc.pid):  # the download is under way (and stalled by the server)
+            assert proc.poll() is None and time.monotonic() < deadline, "the update never connected"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        release.set()
+    assert proc.returncode == 2 and "update interrupted; the active set is 2026.12.1" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert admin.current() == admin.last_current and admin.active_version() == "2026.12.1"
+
+
+def _connected(pid: int) -> bool:
+    """The process has an established TCP connection (its download started)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # 01 = ESTABLISHED
+                return True
+    return False
 
 
 def test_signed_but_invalid_rules_are_refused(admin: Admin) -> None:

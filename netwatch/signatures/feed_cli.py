@@ -209,6 +209,9 @@ def update_command(url: str | None, store_dir: Path | None, allow_downgrade: boo
         result = install(data, store, keys, overlays=overlays, allow_downgrade=allow_downgrade)
     except UpdateError as exc:
         fail(f"update failed: {exc}; the active set ({before}) is unchanged")
+    except KeyboardInterrupt:
+        now = manifest_version(active_tree(bundled_signatures_dir(), root)[0])
+        fail(f"update interrupted; the active set is {now}")
     for warning in result.warnings:
         click.echo(f"netwatch: warning: {warning}", err=True)
     if not result.changed:

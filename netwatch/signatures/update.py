@@ -159,9 +159,11 @@ def stage_bundle(store: Store, bundle: VerifiedBundle) -> Path:
         write_tree(bundle.files, staging / TREE)
         write_file(staging / "bundle.json", bundle.manifest_bytes)
         write_file(staging / SIGNATURE_MEMBER, bundle.signature_bytes)
-    except OSError as exc:
+    except BaseException as exc:  # a full disk, or Ctrl-C: leave nothing half-written behind
         store.discard(staging)
-        raise StoreError(f"cannot write the new set in {store.root}: {describe_os_error(exc)}") from None
+        if isinstance(exc, OSError):
+            raise StoreError(f"cannot write the new set in {store.root}: {describe_os_error(exc)}") from None
+        raise
     return staging
 
 
@@ -188,10 +190,10 @@ def install(data: bytes, store: Store, keys: Sequence[TrustedKey], *, overlays: 
             staging = stage_bundle(store, bundle)
             try:
                 warnings = validate_tree(staging / TREE, overlays, new)
-            except UpdateError:
+                store.commit(staging, _set_name(bundle))
+            except BaseException:
                 store.discard(staging)
                 raise
-            store.commit(staging, _set_name(bundle))
             now_dir, now_source = active_tree(bundled_signatures_dir(), store.root)
             note = "" if now_source == "update" else (f"the bundled set {manifest_version(now_dir)} is newer and "
                                                       "stays active")
