@@ -232,3 +232,22 @@ def test_systemd_units_are_valid_and_run_the_update(tmp_path: Path) -> None:
                           str(tmp_path / "netwatch-signatures-update.service")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "OnCalendar=daily" in (contrib / "netwatch-signatures-update.timer").read_text()
+
+
+def test_the_shipped_release_key_verifies_a_release_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The trust anchor in the package is a real key: a bundle signed by the project verifies with
+    the default keyring (no pinning), and a single changed byte does not."""
+    from netwatch.signatures.bundle import open_bundle, trusted_keys
+
+    monkeypatch.setenv("NETWATCH_SIGNATURE_KEYS_DIR", str(tmp_path))  # no admin keys: the shipped ones only
+    data = (Path(__file__).parent / "data" / "signatures-2026.11.28.tar.gz").read_bytes()
+    keys = trusted_keys()
+    assert [k.source.endswith("netwatch/data/keys/netwatch-signatures-2026.pub") for k in keys] == [True]
+    bundle = open_bundle(data, keys)
+    assert bundle.signer.key_id == "a631d3b8de518aa7"
+    assert bundle.manifest.version == "2026.11.28" and "policies/eo13971.yaml" in bundle.manifest.files
+    members = read_members(data)
+    forged = _tar([*((n, b) for n, b in members.items() if n != "bundle.json"),
+                   ("bundle.json", members["bundle.json"].replace(b"2026.11.28", b"2026.11.29"))])
+    with pytest.raises(BundleError, match="bad signature"):
+        open_bundle(forged, keys)

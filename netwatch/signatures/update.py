@@ -208,11 +208,11 @@ def _set_name(bundle: VerifiedBundle) -> str:
 
 def rollback(store: Store, overlays: Sequence[Path] = ()) -> tuple[str | None, str | None]:
     """Make the previous set active again (or the bundled set); (old version, new version)."""
+    if store.link("current") is None and store.link("previous") is None:
+        raise UpdateError(f"nothing to roll back to: no update installed in {store.root}")
     try:
         with store.lock():
             bundled = bundled_signatures_dir()
-            if store.link("current") is None and store.link("previous") is None:
-                raise UpdateError(f"nothing to roll back to: no update installed in {store.root}")
             old = manifest_version(active_tree(bundled, store.root)[0])
             target = store.set_dir("previous")
             if store.link("previous") is not None and target is None:
