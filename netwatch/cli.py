@@ -237,6 +237,9 @@ def _report_scan(summary: Any, pipeline: Any, fmt: str, quiet: bool) -> None:
             f"{counters.get('malformed', 0):,} malformed, {summary.seconds:.2f} s", err=True)
     if summary.alerts:
         sys.exit(EXIT_ALERTS)
+    if [report.nothing_analysed for report in summary.files if not report.skipped] == [True]:
+        click.echo(f"netwatch: warning: {summary.files[0].path}: nothing could be analysed", err=True)
+        sys.exit(EXIT_USAGE)  # the only input: a clean exit would read as "nothing found"
     if summary.errors or not summary.files:
         if not summary.files:
             click.echo("netwatch: no capture files found", err=True)

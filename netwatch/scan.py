@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from netwatch._fastpath import FlowFilter
 from netwatch.capture.errors import CaptureError, CaptureWarning, NotACaptureError
 from netwatch.capture.files import iter_capture_paths, not_a_regular_file, open_capture
+from netwatch.decode.linktypes import linktype_name
 from netwatch.parallel.merge import absorb_devices, add_counters
 from netwatch.pipeline import Pipeline
 
@@ -39,6 +40,7 @@ class FileReport:
     error: str | None = None  # the input could not be read at all
     skipped: str | None = None  # found while walking a directory, not a capture
     note: str | None = None  # why it was skipped, worth telling the user (not an error)
+    nothing_analysed: bool = False  # frames were read, but none of a link type netwatch decodes
 
 
 @dataclass(slots=True)
@@ -175,12 +177,27 @@ def scan_file(path: str, explicit: bool, pipeline: Pipeline, sink: EventSink, fl
               fileobj: BinaryIO | None = None, interruption: Interruption | None = None) -> FileReport:
     """Analyse one capture with the given pipeline; `flush` settles its waiting connections at the end."""
     report = FileReport(path=path)
+    decoded = pipeline.decoder.counters
+    segments_before, undecoded_before = decoded.segments, dict(decoded.undecoded_linktypes)
     _scan_one(path, explicit, report, pipeline, sink, flow_filter, progress, fileobj,
               interruption if interruption is not None else Interruption())
+    _report_undecoded(report, decoded.segments - segments_before, {
+        linktype: count - undecoded_before.get(linktype, 0)
+        for linktype, count in decoded.undecoded_linktypes.items() if count > undecoded_before.get(linktype, 0)})
     if flush:
         for event in pipeline.flush():
             sink(event)
     return report
+
+
+def _report_undecoded(report: FileReport, segments: int, undecoded: dict[int, int]) -> None:
+    """Frames of link types netwatch cannot decode are a warning naming the link type, never silent;
+    a file of which nothing at all could be analysed is flagged (`nothing_analysed`)."""
+    for linktype, count in sorted(undecoded.items()):
+        packets = f"{count:,} packet{'s' if count != 1 else ''}"
+        message = f"{packets} of link type {linktype_name(linktype)} not decoded"
+        report.warnings.append(CaptureWarning(report.path, report.bytes_read, message))
+    report.nothing_analysed = bool(undecoded) and segments == 0
 
 
 def _plain_size(path: str) -> int:

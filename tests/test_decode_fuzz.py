@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.mpls import MPLS
+from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import GRE, Dot1Q, Ether
+from scapy.layers.l2 import GRE, LLC, SNAP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
 from netwatch.decode import linktypes as lt
@@ -85,3 +86,28 @@ def test_random_ipv4_fragments_never_raise(payloads):
     fragments = decoder._fragments
     assert len(fragments) <= 4
     assert fragments.held_bytes <= 2048
+
+
+_WIFI_FRAMES = [
+    bytes(RadioTap() / Dot11(type=2, subtype=8, FCfield=0x03, addr1="02:00:00:00:00:01", addr2="02:00:00:00:00:02",
+                             addr3="02:00:00:00:00:03", addr4="02:00:00:00:00:04") / Dot11QoS() / LLC() / SNAP()
+          / IP() / UDP(dport=53) / b"dns"),
+    bytes(RadioTap() / Dot11(type=2, FCfield=0x01) / LLC() / SNAP() / IPv6() / TCP(dport=443) / b"\x16\x03\x01"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frame=st.sampled_from(_WIFI_FRAMES),
+    flips=st.lists(st.tuples(st.integers(min_value=0, max_value=200), st.integers(0, 255)), max_size=6),
+    cut=st.integers(min_value=0, max_value=200),
+)
+def test_mutated_wifi_frames_never_raise(frame, flips, cut):
+    data = bytearray(frame)
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    decoder = Decoder()
+    decoder.decode(RawPacket(1, 0.0, lt.LINKTYPE_IEEE802_11_RADIOTAP, bytes(data[: cut or None])))
+    decoder.decode(RawPacket(2, 0.0, lt.LINKTYPE_PPI, b"\x00\x00\x08\x00\x69\x00\x00\x00" + bytes(data[8:])))
+    _check(decoder)

@@ -48,7 +48,9 @@ def test_classifier_never_crashes(frame, linktype):
         assert flow_filter.admits(linktype, frame, ts) in (True, False)
     stats = flow_filter.stats()
     assert stats["frames"] == 3
-    dropped = stats["bulk"] + stats["no_payload"] + stats["non_ip"] + stats["other_proto"]
+    # Every drop reason, including the protocol-aware TCP head rule's (unknown, server, done).
+    dropped = sum(stats[reason] for reason in ("bulk", "no_payload", "non_ip", "other_proto", "unknown_dropped",
+                                               "server_dropped", "done_dropped"))
     assert stats["admitted"] + dropped == 3
 
 

@@ -106,6 +106,7 @@ class DecodeCounters:
     non_ip: int = 0
     other_proto: int = 0  # IP without TCP/UDP (ICMP, ESP, no next header, ...)
     unsupported_linktype: int = 0
+    undecoded_linktypes: dict[int, int] = field(default_factory=dict)  # link type -> frames not decoded
     truncated: int = 0  # IP packets cut by the snap length (decoded with what was captured)
     tunnels: int = 0  # tunnel layers entered
     fragments: int = 0
@@ -153,6 +154,9 @@ class Decoder:
             return None
         except NotDecodable as exc:
             setattr(counters, exc.counter, getattr(counters, exc.counter) + 1)
+            if exc.counter == "unsupported_linktype":
+                undecoded = counters.undecoded_linktypes
+                undecoded[pkt.linktype] = undecoded.get(pkt.linktype, 0) + 1
             return None
         except Exception:  # a bug here must cost one frame, never the sensor
             self._count_malformed("internal_error")

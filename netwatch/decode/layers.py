@@ -124,7 +124,72 @@ def link_header(linktype: int, buf: bytes, info: LinkInfo) -> tuple[int, int]:
         if len(buf) < 4:
             raise Malformed("chdlc_header")
         return _U16(buf, 2)[0], 4
+    if linktype == lt.LINKTYPE_IEEE802_11_RADIOTAP:
+        return _radiotap(buf, info)
+    if linktype == lt.LINKTYPE_IEEE802_11:
+        return ieee80211(buf, 0, info)
+    if linktype == lt.LINKTYPE_PPI:
+        return _ppi(buf, info)
     raise NotDecodable("unsupported_linktype")
+
+
+def _radiotap(buf: bytes, info: LinkInfo) -> tuple[int, int]:
+    """Radiotap (radiotap.org): version 0, pad, header length (LE), then an 802.11 frame.
+
+    A trailing FCS (radiotap flag 0x10) needs no stripping: the IP header's length ends the packet.
+    """
+    if len(buf) < 8 or buf[0] != 0:
+        raise Malformed("radiotap_header")
+    length = buf[2] | (buf[3] << 8)
+    if length < 8 or length > len(buf):
+        raise Malformed("radiotap_header")
+    return ieee80211(buf, length, info)
+
+
+def _ppi(buf: bytes, info: LinkInfo) -> tuple[int, int]:
+    """Per-Packet Information (PPI spec 1.0): version 0, flags, header length (LE), link type (LE)."""
+    if len(buf) < 8 or buf[0] != 0:
+        raise Malformed("ppi_header")
+    length = buf[2] | (buf[3] << 8)
+    if length < 8 or length > len(buf):
+        raise Malformed("ppi_header")
+    dlt = int.from_bytes(buf[4:8], "little")
+    if dlt != lt.LINKTYPE_IEEE802_11:
+        raise NotDecodable("unsupported_linktype")
+    return ieee80211(buf, length, info)
+
+
+def ieee80211(buf: bytes, off: int, info: LinkInfo) -> tuple[int, int]:
+    """An unprotected IEEE 802.11 data frame (IEEE 802.11-2020 9.2, 9.3.2.1) with LLC/SNAP: the
+    ethertype of its payload. Management, control, null-data and protected frames carry nothing to read."""
+    end = len(buf)
+    if end - off < 24:
+        raise Malformed("ieee80211_header")
+    control, flags = buf[off], buf[off + 1]
+    if (control >> 2) & 0x03 != 2:
+        raise NotDecodable("non_ip")  # management or control frame
+    subtype = control >> 4
+    if subtype & 0x04:
+        raise NotDecodable("non_ip")  # null data, CF-Ack/Poll only: no payload
+    if flags & 0x40:
+        raise NotDecodable("non_ip")  # protected (WEP/WPA): the payload is encrypted
+    to_ds, from_ds = flags & 0x01, flags & 0x02
+    addr1, addr2, addr3 = buf[off + 4 : off + 10], buf[off + 10 : off + 16], buf[off + 16 : off + 22]
+    header = 24
+    if to_ds and from_ds:
+        header += 6
+        source = buf[off + 24 : off + 30]
+        destination = addr3
+    else:
+        destination = addr3 if to_ds else addr1
+        source = addr3 if from_ds else addr2
+    if subtype & 0x08:  # QoS data: QoS Control, and an HT Control field when Order is set
+        header += 2 + (4 if flags & 0x80 else 0)
+    llc = off + header
+    if end - llc < 8 or buf[llc : llc + 6] != b"\xaa\xaa\x03\x00\x00\x00":
+        raise NotDecodable("non_ip")  # not LLC/SNAP with an ethertype (RFC 1042)
+    info.dst_mac, info.src_mac = destination, source
+    return _U16(buf, llc + 6)[0], llc + 8
 
 
 def ethernet(buf: bytes, off: int, end: int, info: LinkInfo) -> tuple[int, int]:

@@ -16,6 +16,9 @@ LINKTYPE_DLT_RAW_14 = 14  # DLT_RAW on OpenBSD (leaked into files)
 LINKTYPE_PPP_HDLC = 50  # PPP in HDLC-like framing (RFC 1662)
 LINKTYPE_RAW = 101  # raw IPv4 or IPv6, version from the first nibble
 LINKTYPE_C_HDLC = 104  # Cisco HDLC: address, control, 2-byte ethertype
+LINKTYPE_IEEE802_11 = 105  # 802.11 frames without a radio header
+LINKTYPE_IEEE802_11_RADIOTAP = 127  # a radiotap header, then an 802.11 frame (Wi-Fi monitor mode)
+LINKTYPE_PPI = 192  # a Per-Packet Information header, then (usually) an 802.11 frame
 LINKTYPE_LOOP = 108  # OpenBSD loopback: address family in network byte order
 LINKTYPE_LINUX_SLL = 113  # Linux "cooked" capture v1 (16-byte header)
 LINKTYPE_PPP_WITH_DIR = 204  # 1 direction byte, then PPP
@@ -38,9 +41,26 @@ SUPPORTED_LINKTYPES = frozenset(
         LINKTYPE_IPV4,
         LINKTYPE_IPV6,
         LINKTYPE_LINUX_SLL2,
+        LINKTYPE_IEEE802_11,
+        LINKTYPE_IEEE802_11_RADIOTAP,
+        LINKTYPE_PPI,
     }
     | RAW_IP_LINKTYPES
 )
+
+# Names for the link types users meet most, for "N packets of link type X not decoded".
+LINKTYPE_NAMES = {
+    0: "BSD loopback", 1: "Ethernet", 7: "ARCNET", 9: "PPP", 50: "PPP/HDLC", 101: "raw IP", 104: "Cisco HDLC",
+    105: "IEEE 802.11", 113: "Linux cooked", 119: "802.11 Prism", 127: "802.11 radiotap", 129: "ARCNET (Linux)",
+    163: "802.11 AVS", 192: "PPI", 195: "IEEE 802.15.4", 228: "IPv4", 229: "IPv6", 239: "NFLOG",
+    258: "Apple PKTAP", 276: "Linux cooked v2",
+}
+
+
+def linktype_name(linktype: int) -> str:
+    """`105 (IEEE 802.11)`, or the bare number for a link type without a name here."""
+    name = LINKTYPE_NAMES.get(linktype)
+    return f"{linktype} ({name})" if name else str(linktype)
 
 # BSD address families in the NULL/LOOP header (values from the tcpdump.org LINKTYPE_NULL entry):
 # AF_INET is 2 everywhere; AF_INET6 is 24 (NetBSD, OpenBSD, BSD/OS), 28 (FreeBSD), 30 (Darwin).
