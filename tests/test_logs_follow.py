@@ -114,9 +114,18 @@ def test_follow_rotation_truncation_and_resume(tmp_path: Path):
         fh.write(dns_line(8, "10.5.0.8", "api.dalyfeds.com"))
     os.rename(live, logs / "dnsmasq.log.2")
     live.write_text(dns_line(9, "10.5.0.9", "mobilegw.alipay.com"))
-    follower = Follower(tmp_path)
+    from netwatch.forward.testing import free_port
+
+    port = free_port()
+    forwarded = tmp_path / "forwarded.jsonl"
+    follower = Follower(tmp_path, "--metrics-port", str(port), "--forward", f"file://{forwarded}")
     follower.wait(lambda: len(alerts(follower.out)) == before + 2, "alerts after the restart")
-    time.sleep(0.5)
+    follower.wait(lambda: len(alerts(forwarded)) == 2, "alerts forwarded")
+    import urllib.request
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'netwatch_alerts_total{app="shareit",reason="first_contact"} 1.0' in metrics
+    assert "netwatch_workers_alive 1.0" in metrics
     assert follower.stop(signal.SIGINT) == 0
     new = alerts(follower.out)[before:]
     assert sorted((a["source"]["ip"], a["netwatch"]["app"]) for a in new) == [("10.5.0.8", "shareit"),
@@ -143,3 +152,29 @@ def test_follow_is_jsonl_only(tmp_path: Path, fmt: str):
     done = subprocess.run([sys.executable, "-m", "netwatch.cli", "logs", "--follow", "--format", fmt, str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "JSON lines" in done.stderr
+
+
+def test_follow_resumes_inside_a_zeek_tsv_log(tmp_path: Path):
+    """Resuming in the middle of a Zeek file needs its #fields header again: it is re-read."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fields = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "query", "qtype_name"]
+    header = ("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdns\n"
+              "#fields\t" + "\t".join(fields) + "\n"
+              "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tstring\n")
+
+    def row(n: int, client: str, name: str) -> str:
+        return f"{1764320000 + n}.0\tC{n}\t{client}\t5000\t10.0.0.53\t53\tudp\t{name}\tA\n"
+
+    log = logs / "dns.log"
+    log.write_text(header + row(0, "10.6.0.2", "mobilegw.alipay.com"))
+    follower = Follower(tmp_path)
+    follower.wait(lambda: len(alerts(follower.out)) == 1, "first alert")
+    assert follower.stop() == 0
+    with open(log, "a") as fh:
+        fh.write(row(1, "10.6.0.3", "v4.camscanner.com"))
+    follower = Follower(tmp_path)
+    follower.wait(lambda: len(alerts(follower.out)) == 2, "alert from the line written while stopped")
+    assert follower.stop() == 0
+    assert "not readable" not in follower.log_text()
+    assert alerts(follower.out)[1]["source"]["ip"] == "10.6.0.3"

@@ -537,3 +537,37 @@ def test_cli_empty_log_is_not_an_error(tmp_path):
     empty.write_bytes(b"")
     done = cli(empty, "--format", "jsonl")
     assert done.returncode == 0 and done.stdout == b"" and b"1 file(s)" in done.stderr
+
+
+def test_cli_forwards_the_alerts_it_prints(tmp_path):
+    log = tmp_path / "eve.json"
+    log.write_text("".join(json.dumps(r) + "\n" for r in eve_records()))
+    target = tmp_path / "forwarded.jsonl"
+    done = cli(log, "--format", "jsonl", "--forward", f"file://{target}", "--forward-state-dir", tmp_path / "q")
+    assert done.returncode == 1, done.stderr
+    printed = [e["event"]["id"] for e in map(json.loads, done.stdout.splitlines()) if e["event"]["kind"] == "alert"]
+    forwarded = [json.loads(line)["event"]["id"] for line in target.read_text().splitlines()]
+    assert forwarded == printed and len(printed) == 5
+
+
+@pytest.mark.system
+def test_cli_forwards_to_rsyslog(tmp_path):
+    import shutil
+
+    from netwatch.forward.testing import RsyslogServer
+
+    if not (shutil.which("rsyslogd") or Path("/usr/sbin/rsyslogd").exists()):
+        pytest.skip("rsyslogd is not installed (apt-get install rsyslog)")
+    log = tmp_path / "eve.json"
+    log.write_text("".join(json.dumps(r) + "\n" for r in eve_records()))
+    server = RsyslogServer(tmp_path / "rsyslog")
+    server.start()
+    try:
+        done = cli(log, "--format", "jsonl", "--forward", server.url("tcp", "json"), "--forward-state-dir",
+                   tmp_path / "q")
+        lines = server.wait_lines("tcp", 5)
+    finally:
+        server.stop()
+    assert done.returncode == 1
+    apps = {json.loads(line.decode()[line.decode().index("{"):])["netwatch"]["app"] for line in lines}
+    assert apps == {"alipay", "camscanner", "wechat_pay", "qq_wallet", "wps_office"}
