@@ -298,4 +298,4 @@ def _event_sink(fmt: str, out: IO[str], forwarders: Any, seen: Any = None) -> An
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="netwatch")  # `python -m netwatch.cli` completes and reads like the installed command

@@ -1,25 +1,59 @@
-"""Shared fixtures and the CI rule that no test may skip."""
+"""Shared fixtures, the skips for missing system tools, and the CI rule that no test may skip."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_PCAPS = REPO.parent / "shared" / "pcaps" / "ndpi"
 SAMPLES = REPO / "pcaps"
 # Tests use the bundled signatures, never a signature update installed on this machine.
 os.environ["NETWATCH_SIGNATURE_UPDATES"] = ""
+NDPI_CORPUS_VARIABLE = "NETWATCH_NDPI_CORPUS"
+
+
+def ndpi_corpus() -> Path:
+    """nDPI's real test captures: $NETWATCH_NDPI_CORPUS, else ../shared/pcaps/ndpi beside the repo."""
+    configured = os.environ.get(NDPI_CORPUS_VARIABLE)
+    return Path(configured) if configured else REPO.parent / "shared" / "pcaps" / "ndpi"
+
+
+SHARED_PCAPS = ndpi_corpus()
 
 
 @pytest.fixture(scope="session")
 def ndpi_dir() -> Path:
-    """nDPI's real test captures, beside the repo (never copied into it)."""
+    """nDPI's real test captures, outside the repo (never copied into it)."""
     if not SHARED_PCAPS.is_dir():
-        pytest.skip(f"nDPI corpus not found at {SHARED_PCAPS}")
+        pytest.skip(f"nDPI corpus not found at {SHARED_PCAPS} (set {NDPI_CORPUS_VARIABLE} to its folder)")
     return SHARED_PCAPS
+
+
+def find_tool(binary: str) -> str | None:
+    """The path of a system tool, also in the sbin folders a non-root PATH often lacks."""
+    found = shutil.which(binary)
+    if found is None:
+        found = next((str(p) for p in (Path("/usr/sbin") / binary, Path("/sbin") / binary) if p.is_file()), None)
+    return found
+
+
+def require_tool(binary: str, package: str) -> str:
+    """The tool's path, or skip naming the Debian package that provides it (.ci/run installs it)."""
+    found = find_tool(binary)
+    if found is None:
+        pytest.skip(f"{binary} is not installed (Debian package {package})")
+    return found
+
+
+def require_rsyslog_with_tls() -> str:
+    """rsyslogd with its TLS driver: the test server always opens a TLS port next to UDP and TCP."""
+    rsyslogd = require_tool("rsyslogd", "rsyslog")
+    if not any(Path("/usr/lib").glob("**/rsyslog/lmnsd_gtls.so")):
+        pytest.skip("rsyslog's TLS driver lmnsd_gtls.so is not installed (Debian package rsyslog-gnutls)")
+    return rsyslogd
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -28,6 +28,7 @@ from netwatch.capture.files import (
     open_capture,
 )
 from netwatch.model import RawPacket
+from tests.conftest import SHARED_PCAPS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -418,7 +419,7 @@ def _ndpi_files(ndpi_dir: Path) -> list[Path]:
 def test_frames_and_timestamps_agree_with_tshark(ndpi_dir):
     tshark = shutil.which("tshark")
     if tshark is None:
-        pytest.skip("tshark not installed")
+        pytest.skip("tshark is not installed (Debian package tshark)")
     for path in _ndpi_files(ndpi_dir):
         out = subprocess.run(
             [tshark, "-n", "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch"],
@@ -454,7 +455,7 @@ def test_frame_bytes_agree_with_libpcap(ndpi_dir):
 
 def _seeds() -> list[bytes]:
     seeds = [pcap_bytes(), pcap_bytes(big=True, nanosec=True), pcapng_bytes(), pcapng_bytes(">")]
-    corpus = REPO.parent / "shared" / "pcaps" / "ndpi"
+    corpus = SHARED_PCAPS
     for name in ("dns.pcap", "tls_ech.pcapng", "quic-fuzz-overflow.pcapng", "dlt_ppp.pcap"):
         if (corpus / name).is_file():
             seeds.append((corpus / name).read_bytes())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from netwatch.forward.testing import RsyslogServer
+from tests.conftest import require_rsyslog_with_tls
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,7 @@ def test_scan_forwards_every_alert_to_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.system
 def test_scan_forwards_every_alert_to_rsyslog_over_tcp(tmp_path: Path) -> None:
-    if not (shutil.which("rsyslogd") or Path("/usr/sbin/rsyslogd").exists()):
-        pytest.skip("rsyslogd is not installed (apt-get install rsyslog)")
+    require_rsyslog_with_tls()
     server = RsyslogServer(tmp_path / "rsyslog")
     server.start()
     try:

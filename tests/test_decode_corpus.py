@@ -13,8 +13,9 @@ from scapy.utils import RawPcapReader
 from netwatch.decode.decoder import Decoder
 from netwatch.decode.tcpstream import StreamHeads
 from netwatch.model import RawPacket
+from tests.conftest import SHARED_PCAPS
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "ndpi"
+CORPUS = SHARED_PCAPS
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="nDPI corpus not present")
 CAPTURES = sorted(CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else []
 
@@ -106,7 +107,7 @@ TSHARK_FILES = [
 
 
 @pytest.mark.system
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (Debian package tshark)")
 @pytest.mark.parametrize("name", TSHARK_FILES)
 def test_five_tuples_match_tshark(name):
     path = CORPUS / name

@@ -305,7 +305,7 @@ def tshark_names(path: Path) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("name", ["office-lan", "mixed-links", "clean"])
 def test_tshark_sees_exactly_the_planted_names(name):
     if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
+        pytest.skip("tshark is not installed (Debian package tshark)")
     capture = next(PCAPS.glob(f"{name}.pcap*"))
     document = truth(f"{name}.truth.json")
     planted = {(o["source_ip"], o["name"]) for o in document["observations"]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections import defaultdict
-from pathlib import Path
 
 import dns.exception
 import dns.message
 import pytest
 
 from netwatch.protocols.dns import parse_message, split_tcp_messages
+from tests.conftest import SHARED_PCAPS
 from tests.test_proto_dns import oracle_view
 
-NDPI = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "ndpi"
+NDPI = SHARED_PCAPS
 DNS_PORTS = (53, 5353, 5355)
 
 pytestmark = pytest.mark.system
@@ -25,7 +25,7 @@ def tshark_fields(display_filter: str, fields: list[str]) -> list[list[str]]:
     if not NDPI.is_dir():
         pytest.skip(f"nDPI captures not present at {NDPI}")
     if not (shutil.which("tshark") and shutil.which("mergecap")):
-        pytest.skip("tshark/mergecap not installed")
+        pytest.skip("tshark/mergecap is not installed (Debian package tshark)")
     captures = sorted(str(p) for p in NDPI.iterdir() if p.is_file())
     merged = subprocess.run(
         ["mergecap", "-a", "-F", "pcapng", "-w", "-", *captures], capture_output=True, check=True

@@ -10,10 +10,11 @@ import pytest
 
 from netwatch.protocols.common import Status
 from netwatch.protocols.quic import QuicInitialAssembler, looks_like_initial, parse_initial_datagram
+from tests.conftest import SHARED_PCAPS
 
 scapy_all = pytest.importorskip("scapy.all")
 
-PCAPS = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "ndpi"
+PCAPS = SHARED_PCAPS
 
 
 def _pcap(name: str) -> Path:
@@ -36,7 +37,7 @@ def udp_datagrams(path: Path):
 
 def tshark_quic_snis(path: Path) -> set[str]:
     if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
+        pytest.skip("tshark is not installed (Debian package tshark)")
     out = subprocess.run(
         ["tshark", "-r", str(path), "-Y", "quic", "-T", "fields", "-e", "tls.handshake.extensions_server_name"],
         capture_output=True, text=True, check=True, timeout=120,

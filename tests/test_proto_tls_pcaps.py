@@ -10,11 +10,12 @@ import pytest
 
 from netwatch.protocols.common import Status
 from netwatch.protocols.tls import parse_client_hello_stream
+from tests.conftest import SHARED_PCAPS
 
 scapy_all = pytest.importorskip("scapy.all")
 pytest.importorskip("scapy.contrib.gtp")  # binds UDP 2152: GTP-U tunnelled flows decode too
 
-PCAPS = Path(__file__).resolve().parents[1].parent / "shared" / "pcaps" / "ndpi"
+PCAPS = SHARED_PCAPS
 
 FlowKey = tuple[str, int, str, int]
 
@@ -59,7 +60,7 @@ def tcp_stream_heads(path: Path) -> dict[FlowKey, bytes]:
 
 def tshark_snis(path: Path) -> set[str]:
     if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
+        pytest.skip("tshark is not installed (Debian package tshark)")
     out = subprocess.run(
         ["tshark", "-r", str(path), "-Y", "tls.handshake.type==1", "-T", "fields", "-e",
          "tls.handshake.extensions_server_name"],

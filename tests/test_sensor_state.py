@@ -212,7 +212,7 @@ def test_evidence_ring_rotates_and_bounds_files(tmp_path: Path) -> None:
 @pytest.mark.system
 def test_evidence_pcap_opens_in_tshark(tmp_path: Path) -> None:
     if not shutil.which("tshark"):
-        pytest.skip("tshark not installed")
+        pytest.skip("tshark is not installed (Debian package tshark)")
     from scapy.all import DNS, DNSQR, IP, UDP, Ether
 
     pkt = bytes(Ether(src="02:13:00:00:00:10") / IP(src="10.213.0.10", dst="10.213.0.2") / UDP(sport=5353 + 1,

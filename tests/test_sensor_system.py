@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_tool
+
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_MAC = "02:13:00:00:00:10"
 SERVER_MAC = "02:13:00:00:00:02"
@@ -239,8 +241,7 @@ def client(net: NetnsPair, what: str, name: str) -> str:
 
 
 def start_servers(net: NetnsPair, workdir: Path) -> None:
-    if not shutil.which("dnsmasq"):
-        pytest.fail("dnsmasq is not installed (Debian package dnsmasq-base); .ci/run installs it")
+    require_tool("dnsmasq", "dnsmasq-base")
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
           "-keyout", str(key), "-out", str(cert), "-subj", "/CN=netwatch-test", "-days", "1"])
@@ -525,8 +526,7 @@ RSS_BOUND_MB = 300  # per sensor process (parent or worker) with max_flows=4096
 
 
 def test_sensor_survives_hostile_flood(testnet: NetnsPair, tmp_path: Path) -> None:
-    if not shutil.which("tcpreplay"):
-        pytest.fail("tcpreplay is not installed; .ci/run installs it")
+    require_tool("tcpreplay", "tcpreplay")
     start_servers(testnet, tmp_path)
     flood = tmp_path / "flood.pcap"
     total = write_flood_pcap(flood, n_syn=30000, n_dns=10000, n_garbage=3000, n_frags=5000)
@@ -594,8 +594,7 @@ def test_sensor_fails_fast_on_a_missing_interface(tmp_path: Path) -> None:
 
 def test_sensor_reports_kernel_drops(testnet: NetnsPair, tmp_path: Path) -> None:
     """A stalled worker overflows its 1 MiB ring: the drops appear in a warning line and the metrics."""
-    if not shutil.which("tcpreplay"):
-        pytest.fail("tcpreplay is not installed; .ci/run installs it")
+    require_tool("tcpreplay", "tcpreplay")
     flood = tmp_path / "flood.pcap"
     total = write_flood_pcap(flood, n_syn=20000, n_dns=0, n_garbage=0)
     config = tmp_path / "sensor.toml"
