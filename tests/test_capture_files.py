@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netwatch._fastpath import FlowFilter, Framer
 
+from netwatch._fastpath import FlowFilter, Framer
 from netwatch.capture.files import (
     CaptureError,
     CaptureWarning,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-from netwatch._fastpath import FlowFilter
 from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
@@ -24,6 +23,7 @@ from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from netwatch._fastpath import FlowFilter
 from netwatch.model import RawPacket
 
 ETH = 1

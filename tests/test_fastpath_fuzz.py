@@ -9,7 +9,6 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netwatch._fastpath import FlowFilter
 from scapy.contrib.mpls import MPLS
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
@@ -17,6 +16,8 @@ from scapy.layers.l2 import GRE, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
+
+from netwatch._fastpath import FlowFilter
 
 LINKTYPES = [0, 1, 9, 12, 14, 50, 101, 108, 113, 204, 228, 229, 276, 147]
 _INNER = IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=443, flags="PA") / Raw(b"x" * 40)

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from netwatch._fastpath import FlowFilter
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+
+from netwatch._fastpath import FlowFilter
 
 ETH = 1
 DROP_COUNTERS = ("bulk", "no_payload", "non_ip", "other_proto", "unknown_dropped", "done_dropped", "server_dropped")

@@ -189,13 +189,24 @@ static int decode_ip_guess(const uint8_t *p, size_t n, flow_info *fi, int depth)
     }
 }
 
+static int decode_ethertype(uint16_t type, const uint8_t *p, size_t n, flow_info *fi, int depth);
+static int decode_ppp(const uint8_t *p, size_t n, flow_info *fi, int depth);
+
+/* PPP protocol numbers (https://www.iana.org/assignments/ppp-numbers): IPv4, IPv6, MPLS. */
 static int decode_ppp_proto(uint16_t proto, const uint8_t *p, size_t n, flow_info *fi, int depth)
 {
-    if (proto == 0x0021)
+    switch (proto) {
+    case 0x0021:
         return decode_ipv4(p, n, fi, depth);
-    if (proto == 0x0057)
+    case 0x0057:
         return decode_ipv6(p, n, fi, depth);
-    return D_NON_IP;
+    case 0x0281:
+        return decode_ethertype(0x8847, p, n, fi, depth);
+    case 0x0283:
+        return decode_ethertype(0x8848, p, n, fi, depth);
+    default:
+        return D_NON_IP;
+    }
 }
 
 /* PPP (LINKTYPE_PPP 9, PPP_HDLC 50): optional 0xff03 address/control, then a
@@ -236,6 +247,7 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, size_t n, flow_info
         case 0x8100:
         case 0x88a8:
         case 0x9100:
+        case 0x9200:
             if (n < 4 || ++tags > MAX_VLAN_TAGS)
                 return D_UNDECODABLE;
             fi->vlan = be16(p) & 0x0fff; /* the innermost tag wins */
@@ -270,10 +282,19 @@ static int decode_ethertype(uint16_t type, const uint8_t *p, size_t n, flow_info
                 return D_NON_IP;
             }
         }
-        case 0x8864: /* PPPoE session: ver/type, code, session id, length, PPP protocol */
+        case 0x8864: /* PPPoE session (RFC 2516): ver/type, code, session id, length, then a PPP frame
+                        whose protocol field may be compressed to one byte */
             if (n < 8)
                 return D_UNDECODABLE;
-            return decode_ppp_proto(be16(p + 6), p + 8, n - 8, fi, depth);
+            return decode_ppp(p + 6, n - 6, fi, depth);
+        case 0x6558: /* transparent Ethernet bridging (NVGRE and friends): an Ethernet frame */
+            if (depth + 1 > MAX_TUNNEL_DEPTH)
+                return D_UNDECODABLE;
+            return decode_ethernet(p, n, fi, depth + 1);
+        case 0x88e7: /* IEEE 802.1ah I-tag: 4 bytes, then the customer's Ethernet frame */
+            if (n < 4 || depth + 1 > MAX_TUNNEL_DEPTH)
+                return D_UNDECODABLE;
+            return decode_ethernet(p + 4, n - 4, fi, depth + 1);
         default:
             return D_NON_IP;
         }
@@ -285,8 +306,13 @@ static int decode_ethernet(const uint8_t *p, size_t n, flow_info *fi, int depth)
     if (n < 14)
         return D_UNDECODABLE;
     uint16_t type = be16(p + 12);
-    if (type < 0x0600) /* 802.3 length field: LLC/SNAP, not IP for our purposes */
+    if (type < 0x0600) {
+        /* IEEE 802.3 length field: only an LLC/SNAP header (DSAP = SSAP = 0xAA, UI) carries an
+         * ethertype (RFC 1042), after its 3-byte OUI */
+        if (n >= 22 && p[14] == 0xaa && p[15] == 0xaa && p[16] == 0x03)
+            return decode_ethertype(be16(p + 20), p + 22, n - 22, fi, depth);
         return D_NON_IP;
+    }
     return decode_ethertype(type, p + 14, n - 14, fi, depth);
 }
 
@@ -294,6 +320,48 @@ static int is_always_port(uint16_t port)
 {
     /* DNS 53, DHCP 67/68, mDNS 5353, LLMNR 5355: long conversations on one 5-tuple */
     return port == 53 || port == 67 || port == 68 || port == 5353 || port == 5355;
+}
+
+#define MAX_GTP_EXTENSIONS 8
+
+/* A GTPv1-U G-PDU carries a user's IP packet after an 8-byte header, optional sequence/N-PDU/next
+ * extension fields and a chain of extension headers; other message types (echo, error indication)
+ * are ordinary UDP. */
+static int decode_gtp_u(const uint8_t *p, size_t n, flow_info *fi, int depth)
+{
+    if (n < 8)
+        return D_FLOW;
+    uint8_t flags = p[0];
+    if ((flags >> 5) != 1 || !(flags & 0x10) || p[1] != 0xff) /* version 1, GTP, G-PDU */
+        return D_FLOW;
+    size_t end = 8u + be16(p + 2);
+    if (end > n)
+        end = n;
+    size_t pos = 8;
+    if (flags & 0x07) {
+        if (end < pos + 4)
+            return D_UNDECODABLE;
+        uint8_t next_ext = p[pos + 3];
+        pos += 4;
+        int i = 0;
+        for (; i < MAX_GTP_EXTENSIONS; i++) {
+            if (!(flags & 0x04) || next_ext == 0)
+                break;
+            if (end < pos + 4)
+                return D_UNDECODABLE;
+            size_t size = (size_t)p[pos] * 4u;
+            if (size == 0 || pos + size > end)
+                return D_UNDECODABLE;
+            next_ext = p[pos + size - 1];
+            pos += size;
+        }
+        if (i == MAX_GTP_EXTENSIONS)
+            return D_UNDECODABLE;
+    }
+    if (pos >= end || depth + 1 > MAX_TUNNEL_DEPTH)
+        return D_UNDECODABLE;
+    fi->vlan = 0;
+    return decode_ip_guess(p + pos, end - pos, fi, depth + 1);
 }
 
 /* Transport header after IP. `declared` is the payload length the IP header claims
@@ -340,6 +408,15 @@ static int decode_transport(uint8_t proto, const uint8_t *p, size_t n, size_t de
             fi->vlan = 0; /* the key uses the VLAN id of the innermost Ethernet */
             return decode_ethernet(p + 16, n - 16, fi, depth + 1);
         }
+        if (fi->dport == 2152) /* GTPv1-U (3GPP TS 29.281): subscriber packets of a mobile core */
+            return decode_gtp_u(p + 8, n - 8, fi, depth);
+        if (fi->dport == 6081 && n >= 16 && (p[8] >> 6) == 0) { /* Geneve version 0 (RFC 8926) */
+            size_t hlen = 8u + (size_t)(p[8] & 0x3f) * 4u;
+            if (n - 8 < hlen || depth + 1 > MAX_TUNNEL_DEPTH)
+                return D_UNDECODABLE;
+            fi->vlan = 0;
+            return decode_ethertype(be16(p + 10), p + 8 + hlen, n - 8 - hlen, fi, depth + 1);
+        }
         return D_FLOW;
     }
     case 4: /* IPv4 in IP */
@@ -350,29 +427,51 @@ static int decode_transport(uint8_t proto, const uint8_t *p, size_t n, size_t de
         if (depth + 1 > MAX_TUNNEL_DEPTH)
             return D_UNDECODABLE;
         return decode_ipv6(p, n, fi, depth + 1);
-    case 47: { /* GRE, RFC 2784 / 2890 */
+    case 47: { /* GRE: RFC 2784/2890 (version 0), enhanced GRE of PPTP (RFC 2637, version 1) */
         if (n < 4)
             return D_UNDECODABLE;
-        uint16_t flags = be16(p);
-        if ((flags & 0x7) != 0 || (flags & 0x4000)) /* version != 0 (PPTP) or source routing */
-            return D_OTHER_PROTO;
-        size_t hlen = 4;
-        if (flags & 0x8000)
-            hlen += 4; /* checksum + reserved1 */
-        if (flags & 0x2000)
-            hlen += 4; /* key */
-        if (flags & 0x1000)
-            hlen += 4; /* sequence number */
-        if (n < hlen)
+        uint8_t flags = p[0], version = p[1] & 0x07;
+        if (flags & 0x40) /* source routing (RFC 1701): deprecated, never seen in practice */
             return D_UNDECODABLE;
-        if (depth + 1 > MAX_TUNNEL_DEPTH)
+        size_t hlen = 4;
+        if (version == 0)
+            hlen += 4u * (!!(flags & 0x80) + !!(flags & 0x20) + !!(flags & 0x10)); /* C, K, S */
+        else if (version == 1)
+            hlen += 4u + 4u * (!!(flags & 0x10) + !!(p[1] & 0x80)); /* K mandatory; S and A */
+        else
+            return D_UNDECODABLE;
+        if (n < hlen || depth + 1 > MAX_TUNNEL_DEPTH)
             return D_UNDECODABLE;
         uint16_t type = be16(p + 2);
-        if (type == 0x6558) { /* transparent Ethernet bridging */
+        p += hlen;
+        n -= hlen;
+        switch (type) {
+        case 0x880b: /* PPP (PPTP) */
+            return decode_ppp(p, n, fi, depth + 1);
+        case 0x88be: /* ERSPAN type II (8-byte header, S flag set) or type I (no header) */
+            if (flags & 0x10) {
+                if (n < 8)
+                    return D_UNDECODABLE;
+                p += 8;
+                n -= 8;
+            }
             fi->vlan = 0;
-            return decode_ethernet(p + hlen, n - hlen, fi, depth + 1);
+            return decode_ethernet(p, n, fi, depth + 1);
+        case 0x22eb: { /* ERSPAN type III: 12-byte header, 8 more with the O flag */
+            if (n < 12)
+                return D_UNDECODABLE;
+            size_t skip = 12u + ((p[11] & 0x01) ? 8u : 0u);
+            if (n < skip)
+                return D_UNDECODABLE;
+            fi->vlan = 0;
+            return decode_ethernet(p + skip, n - skip, fi, depth + 1);
         }
-        return decode_ethertype(type, p + hlen, n - hlen, fi, depth + 1);
+        case 0x6558: /* transparent Ethernet bridging */
+            fi->vlan = 0;
+            return decode_ethernet(p, n, fi, depth + 1);
+        default:
+            return decode_ethertype(type, p, n, fi, depth + 1);
+        }
     }
     default:
         return D_OTHER_PROTO;
@@ -485,6 +584,10 @@ static int decode_frame(int linktype, const uint8_t *p, size_t n, flow_info *fi)
             return decode_ipv6(p + 4, n - 4, fi, 0);
         return D_NON_IP;
     }
+    case 104: /* Cisco HDLC: address, control, then an ethertype */
+        if (n < 4)
+            return D_UNDECODABLE;
+        return decode_ethertype(be16(p + 2), p + 4, n - 4, fi, 0);
     case 9:  /* PPP */
     case 50: /* PPP in HDLC-like framing */
         return decode_ppp(p, n, fi, 0);
