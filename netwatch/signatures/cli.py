@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from netwatch.cli import fail
+
 from .check import run_check
 from .errors import SignatureError
 from .loader import active_signatures_dir, load_signature_set
@@ -25,8 +27,8 @@ def _load(overlays: tuple[Path, ...], policy: str | None) -> SignatureSet:
     try:
         return load_signature_set(overlays, policy=policy)
     except SignatureError as exc:
-        click.echo(f"netwatch: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
+        raise AssertionError from None  # fail() exits
 
 
 @click.group(name="signatures")

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 import click
 
+from netwatch.cli import fail
+
 from .bundle import (
     MAX_BUNDLE_BYTES,
     BundleError,
@@ -31,13 +33,7 @@ from .store import TREE, Store, active_tree, manifest_version, updates_dir, writ
 from .update import DEFAULT_TIMEOUT_S, UpdateError, fetch, install, rollback, validate_tree
 
 FEED_URL_ENV = "NETWATCH_SIGNATURES_URL"
-EXIT_ERROR = 2
 T = TypeVar("T")
-
-
-def fail(message: str) -> None:
-    click.echo(f"netwatch: {message}", err=True)
-    sys.exit(EXIT_ERROR)
 
 
 def _is_url(text: str) -> bool:
