@@ -57,14 +57,20 @@ def test_random_bytes_never_raise(linktype, data):
     cut=st.integers(min_value=0, max_value=400),
 )
 def test_mutated_valid_frames_never_raise(frame, flips, cut):
+    data = _mutated(frame, flips, cut)
+    decoder = Decoder()
+    for index in range(3):  # repeated, so mutated fragments also meet each other in the reassembler
+        decoder.decode(RawPacket(index, float(index), lt.LINKTYPE_ETHERNET, data))
+    _check(decoder)
+
+
+def _mutated(frame: bytes, flips: list[tuple[int, int]], cut: int) -> bytes:
+    """`frame` with the bytes at the given positions replaced, then cut after `cut` bytes (0: not cut)."""
     data = bytearray(frame)
     for position, value in flips:
         if position < len(data):
             data[position] = value
-    decoder = Decoder()
-    for index in range(3):  # repeated, so mutated fragments also meet each other in the reassembler
-        decoder.decode(RawPacket(index, float(index), lt.LINKTYPE_ETHERNET, bytes(data[: cut or None])))
-    _check(decoder)
+    return bytes(data[: cut or None])
 
 
 @settings(max_examples=200, deadline=None)
@@ -103,11 +109,8 @@ _WIFI_FRAMES = [
     cut=st.integers(min_value=0, max_value=200),
 )
 def test_mutated_wifi_frames_never_raise(frame, flips, cut):
-    data = bytearray(frame)
-    for position, value in flips:
-        if position < len(data):
-            data[position] = value
+    data = _mutated(frame, flips, cut)
     decoder = Decoder()
-    decoder.decode(RawPacket(1, 0.0, lt.LINKTYPE_IEEE802_11_RADIOTAP, bytes(data[: cut or None])))
-    decoder.decode(RawPacket(2, 0.0, lt.LINKTYPE_PPI, b"\x00\x00\x08\x00\x69\x00\x00\x00" + bytes(data[8:])))
+    decoder.decode(RawPacket(1, 0.0, lt.LINKTYPE_IEEE802_11_RADIOTAP, data))
+    decoder.decode(RawPacket(2, 0.0, lt.LINKTYPE_PPI, b"\x00\x00\x08\x00\x69\x00\x00\x00" + data[8:]))
     _check(decoder)

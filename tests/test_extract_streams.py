@@ -7,11 +7,10 @@ import struct
 
 import pytest
 
-from netwatch.detect.engine import Detector
-from netwatch.extract import Extractor
 from netwatch.model import Segment
 from netwatch.signatures import load_signature_set
 from tests.quicbuild import browser_client_hello
+from tests.test_extract_detect import run as extract_and_detect
 
 SYN, ACK, PSH = 0x02, 0x10, 0x08
 
@@ -58,15 +57,8 @@ class Conversation:
         return self
 
 
-def run(segments: list[Segment], sigset, **kw):
-    extractor, detector = Extractor(), Detector(sigset, emit_all=True, **kw)
-    detections = []
-    for segment in segments:
-        for obs in extractor.segment(segment):
-            detections.extend(detector.observe(obs))
-    for obs in extractor.flush():
-        detections.extend(detector.observe(obs))
-    return detections
+def run(segments: list[Segment], sigset):
+    return extract_and_detect(segments, sigset, emit_all=True)[0]
 
 
 def names(detections) -> list[tuple[str, str | None]]:
