@@ -70,7 +70,8 @@ def test_follow_rotation_truncation_and_resume(tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
     live = logs / "dnsmasq.log"
-    live.write_text(dns_line(0, "10.5.0.2", "mobilegw.alipay.com") + dns_line(1, "10.5.0.2", "www.example.org"))
+    live.write_text(dns_line(0, "10.5.0.2", "mobilegw.alipay.com") + dns_line(1, "10.5.0.2", "www.example.org")
+                    + "Nov 28 10:00:02 dnsmasq-dhcp[77]: DHCPACK(eth0) 10.5.0.7 02:05:00:00:00:07 front-desk\n")
     follower = Follower(tmp_path)
     follower.wait(lambda: len(alerts(follower.out)) == 1, "first alert")
     first = alerts(follower.out)[0]
@@ -97,6 +98,10 @@ def test_follow_rotation_truncation_and_resume(tmp_path: Path):
     # copytruncate: the file shrinks and is read from its start again.
     live.write_text(dns_line(6, "10.5.0.6", "dl.wps.cn"))
     follower.wait(lambda: "wps_office" in {a["netwatch"]["app"] for a in alerts(follower.out)}, "after truncation")
+    devices = subprocess.run([sys.executable, "-m", "netwatch.cli", "devices", "--db", str(follower.db), "--all",
+                              "--format", "jsonl"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    by_id = {d["id"]: d for d in map(json.loads, devices.stdout.splitlines())}
+    assert by_id["02:05:00:00:00:07"]["hostname"] == "front-desk" and "10.5.0.7" in by_id["02:05:00:00:00:07"]["ips"]
     health = subprocess.run([sys.executable, "-m", "netwatch.cli", "health", "--db", str(follower.db)], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert health.returncode == 0, health.stdout

@@ -35,6 +35,7 @@ from netwatch.pipeline import Pipeline, default_observer
 from netwatch.sensor.alerts import AlertAggregator, annotate, event_key
 from netwatch.sensor.logs import log, setup_logging
 from netwatch.sensor.state import DeviceRecord, StateDB, StateError
+from netwatch.sensor.worker import _DeviceTracker as DeviceTracker
 
 DEFAULT_DB = Path.home() / ".local" / "state" / "netwatch" / "logs.db"
 POSITIONS_KEY = "log_positions"
@@ -104,6 +105,7 @@ class LogFollower:
                                  observer=default_observer("sensor"))
         self.ctx: ReadContext = new_context(self.pipeline)
         self.aggregator = AlertAggregator(reminder_interval=opts.reminder_interval)
+        self.tracker = DeviceTracker()  # devices that changed in the inventory (DHCP names, new devices)
         self.files: dict[str, TailedFile] = {}
         self.saved: dict[str, dict[str, Any]] = {}
         self.devices: dict[str, DeviceRecord] = {}
@@ -255,6 +257,7 @@ class LogFollower:
         reader = tailed.reader
         assert reader is not None
         bad_before, records_before = reader.bad, reader.records
+        reader.default_ts = time.time()  # a record without a readable time was written about now
         observations: list[Observation] = []
         reader.read(lines, tailed.lineno + 1, observations)
         self.totals["lines"] += len(lines)
@@ -320,8 +323,9 @@ class LogFollower:
     def _merge_device(self, dev: dict[str, Any]) -> None:
         record = self.devices.get(dev["id"])
         if record is None:
-            record = self.devices[dev["id"]] = DeviceRecord(id=dev["id"], first_seen=dev["first_seen"],
-                                                            last_seen=dev["last_seen"])
+            first = float(dev.get("first_seen") or dev.get("last_seen") or time.time())
+            record = self.devices[dev["id"]] = DeviceRecord(id=dev["id"], first_seen=first,
+                                                            last_seen=float(dev.get("last_seen") or first))
             self.dirty_devices.add(dev["id"])
         if record.merge(dev):
             self.dirty_devices.add(dev["id"])
@@ -348,6 +352,8 @@ class LogFollower:
         """Contacts, devices and alerts first, then the read positions (so a crash re-reads, never skips)."""
         if self.db is None:
             return
+        for device in self.tracker.changed(self.pipeline.inventory):  # as the sensor's workers report them
+            self._merge_device(device)
         contacts = self.aggregator.take_dirty()
         devices = [self.devices[d] for d in self.dirty_devices if d in self.devices]
         try:
