@@ -295,3 +295,25 @@ def test_page_in_chromium(chromium: DevTools, report_files, events_file: Path, t
     assert pdf.startswith(b"%PDF") and len(pdf) > 20_000
     full = chromium.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     (tmp_path / "page.png").write_bytes(base64.b64decode(full["data"]))
+
+
+def test_log_sources_and_dense_timeline_stay_small() -> None:
+    """`netwatch logs` evidence names the log line; 20,000 contacts of one device draw a bounded chart."""
+    from netwatch.report.chart import TIME_BUCKETS, timeline_svg
+    from netwatch.report.data import Collector
+    from netwatch.report.markdown import render_markdown
+
+    collector = Collector()
+    for i in range(20_000):
+        collector.add_event({
+            "@timestamp": f"2026-03-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z",
+            "event": {"kind": "alert", "dataset": "netwatch.detection"},
+            "netwatch": {"app": "alipay", "app_name": "Alipay", "evidence": "dns_query", "name": "mapi.alipay.com",
+                         "signature": "exact:mapi.alipay.com", "device": {"id": "192.0.2.7"},
+                         "capture": {"file": "/var/log/named/query.log", "frame": 7 + i}},
+            "source": {"ip": "192.0.2.7"}})
+    data = collector.data
+    assert data.contacts[("192.0.2.7", "alipay")].count == 20_000
+    svg = timeline_svg(data)
+    assert svg is not None and TIME_BUCKETS // 2 < svg.count("<use") <= TIME_BUCKETS + 20
+    assert "/var/log/named/query.log line 7" in render_markdown(data, title="t", chart_file=None)

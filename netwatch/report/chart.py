@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from .data import ReportData
 
 MAX_DEVICES = 40
+TIME_BUCKETS = 160  # contacts of one device and app closer than 1/160 of the range share one dot (about its width)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -38,6 +39,12 @@ def timeline_svg(data: ReportData) -> str | None:
     devices = data.flagged_devices()[:MAX_DEVICES]
     row = {device: i for i, device in enumerate(devices)}
     apps = data.apps()
+    first = min(ts for ts, _, _ in data.timeline)
+    bucket = max((max(ts for ts, _, _ in data.timeline) - first) / TIME_BUCKETS, 1e-6)
+    dots: dict[str, dict[tuple[int, int], float]] = {}
+    for ts, device, app in data.timeline:
+        if device in row:
+            dots.setdefault(app, {}).setdefault((row[device], int((ts - first) / bucket)), ts)
     style = {
         "svg.fonttype": "none", "svg.hashsalt": "netwatch", "text.parse_math": False, "font.size": 9,
         "font.family": "DejaVu Sans", "axes.spines.top": False, "axes.spines.right": False,
@@ -48,13 +55,13 @@ def timeline_svg(data: ReportData) -> str | None:
         ax = fig.add_subplot()
         colours = matplotlib.colormaps["tab10"].colors
         for index, (app, name) in enumerate(apps):
-            points = [(ts, row[d]) for ts, d, a in data.timeline if a == app and d in row]
+            points = dots.get(app)
             if not points:
                 continue
-            xs = [datetime.fromtimestamp(ts, UTC) for ts, _ in points]
-            ys = [y for _, y in points]
-            ax.scatter(xs, ys, s=36, marker="o", alpha=0.75, color=colours[index % len(colours)],
-                       edgecolors="white", linewidths=0.5, label=_label(name, 24), zorder=3)
+            xs = [datetime.fromtimestamp(ts, UTC) for ts in points.values()]
+            ys = [y for y, _ in points]
+            ax.plot(xs, ys, linestyle="none", marker="o", markersize=6, markeredgewidth=0,
+                    color=colours[index % len(colours)], label=_label(name, 24), zorder=3)
         ax.set_yticks(range(len(devices)), [_label(data.devices[d].label) for d in devices])
         ax.set_ylim(len(devices) - 0.5, -0.5)
         ax.grid(axis="x", color="#dddddd", zorder=0)

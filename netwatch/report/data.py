@@ -22,6 +22,7 @@ from typing import IO, Any
 MAX_TIMELINE_POINTS = 200_000
 SAMPLES_PER_CONTACT = 3
 MAX_LINE_BYTES = 1 << 20  # a netwatch event is a few kB; longer lines are not events
+_CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".erf")
 
 
 class ReportInputError(Exception):
@@ -158,7 +159,10 @@ def _source_of(event: dict[str, Any], nw: dict[str, Any]) -> str:
     if capture.get("evidence_file"):
         return f"{capture['evidence_file']} frame {capture.get('evidence_frame')}"
     if capture.get("file"):
-        return f"{capture['file']} frame {capture.get('frame')}"
+        # `netwatch logs` reuses capture.file/frame for the log file and its line number.
+        name = str(capture["file"]).lower().removesuffix(".gz")
+        unit = "frame" if name == "-" or name.endswith(_CAPTURE_SUFFIXES) else "line"
+        return f"{capture['file']} {unit} {capture.get('frame')}"
     if log.get("file"):
         return f"{log['file']} line {log.get('line')}" if log.get("line") else str(log["file"])
     if capture.get("interface"):

@@ -149,8 +149,9 @@ def render_html(data: ReportData, chart_svg: str | None, *, title: str) -> str:
         note = f" (the {shown} busiest of {len(flagged)} devices)" if len(flagged) > shown else ""
         dropped = (f" {data.timeline_dropped:,} later contacts are not drawn (the chart keeps the first "
                    f"{len(data.timeline):,})." if data.timeline_dropped else "")
-        parts.append(f'<section id="timeline"><h2>Timeline</h2><figure>{chart_svg}<figcaption class="note">Each '
-                     f"dot is one contact{note}.{dropped}</figcaption></figure></section>")
+        parts.append(f'<section id="timeline"><h2>Timeline</h2><figure>{chart_svg}<figcaption class="note">'
+                     f"Each dot is a contact; contacts close in time share a dot{note}.{dropped}</figcaption>"
+                     "</figure></section>")
     if flagged:
         parts.append('<section id="devices"><h2>Devices</h2>')
         for device in flagged:
