@@ -4,12 +4,17 @@ No Suricata or Zeek can run on this machine. Suricata rules are checked with ids
 (the parser suricata-update used) plus a strict check of the options netwatch writes, and then
 evaluated on every probe name with the documented semantics of those options (sticky buffer,
 dotprefix, content/nocase/endswith/bsize, negated pcre): a rule must fire exactly for the names the
-matcher blocks. Adblock lists are evaluated the same way with AdGuard's documented precedence.
+matcher blocks. Adblock lists are evaluated with AdGuard's documented precedence and, where Node.js
+and AdGuard's own filtering engine (@adguard/tsurlfilter's DnsEngine, installed by .ci/run) are
+present, by that engine.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +185,44 @@ def test_adblock_precedence_matches_the_matcher(sigset) -> None:
         assert _adblock_blocks(lines, name) == selection.blocks(sigset.match_name(name)), name
 
 
+ADGUARD_MODULES = Path(os.environ.get("NETWATCH_NPM_PREFIX", Path.home() / ".cache" / "netwatch-npm")) / "node_modules"
+ADGUARD_CHECK = """
+const fs = require('fs');
+const { DnsEngine, RuleStorage, StringRuleList } = require('@adguard/tsurlfilter');
+const [listFile, namesFile] = process.argv.slice(2);
+const engine = new DnsEngine(new RuleStorage([new StringRuleList(1, fs.readFileSync(listFile, 'utf8'), false)]));
+const out = {};
+for (const name of JSON.parse(fs.readFileSync(namesFile, 'utf8'))) {
+  const rule = engine.match(name).basicRule;
+  out[name] = rule ? !rule.isAllowlist() : false;
+}
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.system
+def test_adblock_list_in_adguards_engine(sigset, tmp_path: Path) -> None:
+    """AdGuard's own DNS filtering engine blocks exactly what the matcher blocks."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (Debian package nodejs)")
+    if not (ADGUARD_MODULES / "@adguard" / "tsurlfilter").is_dir():
+        pytest.skip(f"AdGuard's engine is not installed: npm install --prefix {ADGUARD_MODULES.parent} "
+                    "@adguard/tsurlfilter@2.2.23 (as .ci/run does)")
+    selection = Selection("eo13971", "medium")
+    (tmp_path / "list.txt").write_text(FORMATS["adblock"](build_plan(sigset, selection), ExportOptions()).text)
+    (tmp_path / "names.json").write_text(json.dumps(_probes(sigset)))
+    (tmp_path / "check.js").write_text(ADGUARD_CHECK)
+    files = [str(tmp_path / name) for name in ("check.js", "list.txt", "names.json")]
+    done = subprocess.run([node, *files], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NODE_PATH": str(ADGUARD_MODULES)})
+    assert done.returncode == 0, done.stderr
+    verdicts = json.loads(done.stdout)
+    wrong = {name: blocked for name, blocked in verdicts.items()
+             if blocked != selection.blocks(sigset.match_name(name))}
+    assert wrong == {} and len(verdicts) > 400 and verdicts["alipay.com"] and not verdicts["notalipay.com"]
+
+
 # -- Zeek Intel, RPZ details, the command ------------------------------------------------------------
 
 def test_zeek_intel_file(sigset) -> None:
@@ -218,6 +261,7 @@ def test_app_selection_and_header() -> None:
     (["--format", "rpz", "--policy", "nosuchpolicy"], "nosuchpolicy"),
     (["--format", "rpz", "-o", "/nonexistent-dir/x.rpz"], "cannot write"),
     (["--format", "nosuchformat"], "nosuchformat"),
+    (["--format", "rpz", "--zone-name", "rpz.example\n* CNAME ."], "--zone-name"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = _run(*args)

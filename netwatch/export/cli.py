@@ -11,6 +11,7 @@ import click
 
 from netwatch.atomic import write_atomically
 from netwatch.signatures import SignatureError, load_signature_set
+from netwatch.signatures.names import hostname_problem, normalize_name
 
 from . import ACTIONS, FORMATS, ExportOptions, Selection, build_plan
 from .ids import SID_RANGE
@@ -65,6 +66,9 @@ def export_command(fmt: str, output: Path | None, overlays: tuple[Path, ...], po
     Exclusions stay resolvable where the format can say so; what a format cannot express is
     reported on stderr. Exit status: 0 written, 2 usage, signature or output error.
     """
+    zone_problem = hostname_problem(normalize_name(zone_name))
+    if zone_problem:
+        _fail(f"--zone-name: {zone_name!r}: {zone_problem}")
     try:
         sigset = load_signature_set(overlay_dirs=overlays, policy=policy)
     except SignatureError as exc:
@@ -81,7 +85,7 @@ def export_command(fmt: str, output: Path | None, overlays: tuple[Path, ...], po
     plan = build_plan(sigset, selection, sources)
     options = ExportOptions(
         action=action, sinkhole_v4=_address(sinkhole_ipv4, 4, "--sinkhole-ipv4"),
-        sinkhole_v6=_address(sinkhole_ipv6, 6, "--sinkhole-ipv6"), zone_name=zone_name,
+        sinkhole_v6=_address(sinkhole_ipv6, 6, "--sinkhole-ipv6"), zone_name=normalize_name(zone_name),
         serial=serial if serial is not None else int(time.time()) % 2**32, sid_base=sid_base, quic=not no_quic)
     try:
         rendered = FORMATS[fmt](plan, options)

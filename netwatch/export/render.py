@@ -49,7 +49,8 @@ def header_lines(plan: BlockPlan, title: str) -> list[str]:
 
 
 def commented(lines: list[str], marker: str) -> list[str]:
-    return [f"{marker} {line}".rstrip() for line in lines]
+    """Comment lines; a line break inside one (an odd overlay path) must not end the comment."""
+    return [f"{marker} {one_line(line)}".rstrip() for line in lines]
 
 
 def one_line(text: str | None) -> str:
