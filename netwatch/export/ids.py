@@ -19,7 +19,7 @@ _SURICATA_BUFFERS = (
     ("dns", "dns.query", True),
     ("tls", "tls.sni", True),
     ("quic", "quic.sni", True),  # Suricata 7 and later
-    ("http", "http.host", False),  # Suricata normalises http.host to lower case; nocase is rejected there
+    ("http", "http.host", False),  # Suricata lower-cases http.host; nocase (or pcre /i) only draws a warning
 )
 SID_RANGE = 100_000  # sids used: sid_base .. sid_base + SID_RANGE - 1
 
