@@ -7,6 +7,8 @@ one direction; nothing here reads files or writes output.
 
 from __future__ import annotations
 
+import heapq
+import math
 import socket
 from typing import Any
 
@@ -31,6 +33,19 @@ def default_observer(kind: str) -> dict[str, Any]:
         "version": __version__,
         "hostname": socket.gethostname(),
     }
+
+
+def watched_ranges(sigset: SignatureSet) -> list[tuple[bytes, bytes]]:
+    """Address-rule networks as the C core takes them: 16-byte bounds, IPv4 mapped into ::ffff:0:0/96."""
+    out = []
+    for version, first, last in sigset.ip_rule_ranges():
+        if version == 4:
+            first, last = first | _V4_MAPPED, last | _V4_MAPPED
+        out.append((first.to_bytes(16, "big"), last.to_bytes(16, "big")))
+    return out
+
+
+_V4_MAPPED = 0xFFFF << 32
 
 
 class Pipeline:
@@ -58,6 +73,9 @@ class Pipeline:
         self.error_samples: list[str] = []
         self._ruleset_version = ""
         self._policy = ""
+        self._steered: list[Any] = []  # C classifiers told which connections must be seen from their SYN
+        self._late: list[RawPacket] = []  # SYNs released by a classifier, a heap in frame order
+        self._frame = 0  # frame number of the packet being processed
         self._describe(sigset)
 
     def fresh(self) -> Pipeline:
@@ -77,10 +95,48 @@ class Pipeline:
         """Apply a new signature set from the next packet on; flow state is kept."""
         self.detector.reload(sigset)
         self._describe(sigset)
+        for flow_filter in self._steered:
+            flow_filter.watch(watched_ranges(sigset))
+
+    def steer(self, flow_filter: Any) -> None:
+        """Let the C classifier hold back SYNs that no data follows, except where a SYN is evidence.
+
+        A connection to an address with an address rule, or to one a banned name resolved to, is
+        evidence from its SYN on (`resolved_ip`, `ip_match`), so the classifier is told those
+        addresses (and each new resolved one as it is learnt); every other SYN reaches Python only
+        together with its connection's first data, so a SYN flood or a port scan costs no Python work.
+        """
+        flow_filter.watch(watched_ranges(self.detector.sigset))
+        for address in self.detector.resolved_addresses():
+            flow_filter.watch_address(address)
+        if flow_filter not in self._steered:
+            self._steered.append(flow_filter)
+        self.detector.on_resolved = self._watch_resolved
+
+    def _watch_resolved(self, address: str) -> None:
+        """A banned name resolved to `address`: its SYNs are evidence, also the ones already held back."""
+        for flow_filter in self._steered:
+            flow_filter.watch_address(address)
+            for held in flow_filter.release_held(address, self._frame):
+                heapq.heappush(self._late, held)
 
     def process(self, pkt: RawPacket) -> list[dict[str, Any]]:
         """Events caused by one packet. Never raises: a bug is counted, sampled and skipped."""
+        if not self._late:
+            return self._process_one(pkt)
+        events = self._process_late(pkt.frame)  # released SYNs, each in its place in frame order
+        events.extend(self._process_one(pkt))
+        return events
+
+    def _process_late(self, before: float) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        while self._late and self._late[0].frame < before:
+            events.extend(self._process_one(heapq.heappop(self._late)))
+        return events
+
+    def _process_one(self, pkt: RawPacket) -> list[dict[str, Any]]:
         self.candidates += 1
+        self._frame = pkt.frame
         if not EVENT_TIME_MIN <= pkt.ts <= EVENT_TIME_MAX:
             self.timestamps_clamped += 1
             pkt = pkt._replace(ts=clamp_event_time(pkt.ts))
@@ -96,11 +152,12 @@ class Pipeline:
 
     def flush(self) -> list[dict[str, Any]]:
         """End of input: settle connections that are still waiting for a name."""
+        events = self._process_late(math.inf)
         try:
-            return self._detect(self.extractor.flush())
+            return events + self._detect(self.extractor.flush())
         except Exception as exc:
             self._internal_error(0, exc)
-            return []
+            return events
 
     def detect(self, observations: list[Observation]) -> list[dict[str, Any]]:
         """Events for observations made elsewhere (log readers): detection and ECS only, never raises."""

@@ -227,6 +227,7 @@ def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline,
         report.error = _describe_os_error(path, exc)
         return
     pipeline.capture_file = "-" if path == "-" else path
+    pipeline.steer(flow_filter)
     report.format = capture.format
     process = pipeline.process
     next_progress = 0

@@ -22,7 +22,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <arpa/inet.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -640,10 +642,46 @@ typedef struct {
         fragments, syn, flows_evicted, flows_new;
     /* smart TCP rule: transitions */
     uint64_t tls_hello, tls_done, http_request, http_done;
-    /* smart TCP rule: drops (with bulk, no_payload, non_ip and other_proto they partition
-     * the dropped frames) */
+    /* smart TCP rule: drops (with bulk, no_payload, non_ip, other_proto and syn_deferred they
+     * partition the dropped frames) */
     uint64_t unknown_dropped, done_dropped, server_dropped;
+    /* deferred SYNs: held back (counted as dropped), handed on before their direction's first admitted
+     * packet (extra packets, not frames of this call), not deferred because the watch set overflowed */
+    uint64_t syn_deferred, syn_released, watch_overflow, fin;
 } filter_counters;
+
+/* Deferred SYNs.
+ *
+ * Why: a SYN names nothing. Python needs it only (a) to start a connection to an address that can
+ * be evidence (an address rule, or an address a banned name resolved to: the caller "watches"
+ * those), and (b) to give the stream its initial sequence number before the first data. So a SYN to
+ * an unwatched address is kept here, in a fixed slot beside its flow entry, and handed on just before
+ * the first admitted packet of its direction; a SYN that no data follows (a port scan, a SYN flood,
+ * a refused connection) never becomes a Python object. Deferral starts once the caller has called
+ * watch(): before that every SYN is admitted as it comes. */
+#define SYN_KEEP_BYTES 112 /* Ethernet + QinQ + IPv6 + TCP with 40 bytes of options; longer: admitted */
+
+typedef struct {
+    uint64_t frame;
+    double ts;
+    uint32_t linktype;
+    uint16_t len; /* 0 = no SYN held */
+    uint8_t data[SYN_KEEP_BYTES];
+} syn_slot;
+
+/* Watched destination addresses: an open-addressing set of IPv6 addresses (IPv4 as ::ffff:a.b.c.d),
+ * fixed size, never shrinking; when it is half full deferral stops (fail open: every SYN is admitted
+ * again), so a flood of answers cannot make the filter hide a connection Python wants. */
+#define WATCH_SLOTS (1u << 18)          /* 4 MiB */
+#define WATCH_MAX_ADDRESSES (1u << 17)  /* 50% load */
+
+typedef struct {
+    uint64_t hi, lo; /* big-endian halves; 0,0 = empty (:: is never a destination) */
+} addr128;
+
+typedef struct {
+    addr128 lo, hi;
+} addr_range;
 
 typedef struct {
     PyObject_HEAD
@@ -658,7 +696,52 @@ typedef struct {
     int admit_all;
     int smart;
     filter_counters c;
+    /* deferred SYNs and the watch set (allocated by the first watch() call) */
+    int watching;
+    syn_slot *syn_slots;     /* one per flow entry */
+    uint32_t *held_dst;      /* per flow entry: hash of the held SYN's destination, 0 = none held */
+    uint32_t held;           /* SYNs held */
+    syn_slot *release;       /* a held SYN to hand on before the packet just admitted */
+    addr128 *watch_set;      /* WATCH_SLOTS */
+    uint32_t watched;
+    addr_range *ranges;      /* sorted, disjoint */
+    size_t n_ranges;
 } FlowFilterObject;
+
+static inline uint64_t load_be64(const uint8_t *p)
+{
+    return ((uint64_t)be32(p) << 32) | be32(p + 4);
+}
+
+/* The destination of a flow as a 128-bit address (IPv4 mapped into ::ffff:0:0/96). */
+static addr128 flow_dst(const flow_info *fi)
+{
+    addr128 a;
+    if (fi->version == 4) {
+        a.hi = 0;
+        a.lo = 0x0000ffff00000000ULL | be32(fi->dst);
+    } else {
+        a.hi = load_be64(fi->dst);
+        a.lo = load_be64(fi->dst + 8);
+    }
+    return a;
+}
+
+static inline int addr_cmp(addr128 a, addr128 b)
+{
+    if (a.hi != b.hi)
+        return a.hi < b.hi ? -1 : 1;
+    if (a.lo != b.lo)
+        return a.lo < b.lo ? -1 : 1;
+    return 0;
+}
+
+static inline uint64_t mix64(uint64_t x);
+
+static inline uint32_t watch_slot(addr128 a)
+{
+    return (uint32_t)(mix64(a.hi ^ mix64(a.lo)) & (WATCH_SLOTS - 1));
+}
 
 static inline uint64_t mix64(uint64_t x)
 {
@@ -698,6 +781,44 @@ static uint64_t flow_key(const flow_info *fi)
     return h ? h : 1;
 }
 
+static inline uint32_t held_tag(addr128 a)
+{
+    uint32_t h = (uint32_t)(mix64(a.lo ^ mix64(a.hi)) >> 32);
+    return h ? h : 1;
+}
+
+/* Forget the SYN held for flow entry i (its flow restarted, or it was handed on). */
+static inline void forget_held(FlowFilterObject *self, size_t i)
+{
+    if (self->syn_slots != NULL && self->syn_slots[i].len != 0) {
+        self->syn_slots[i].len = 0;
+        self->held_dst[i] = 0;
+        self->held--;
+    }
+}
+
+/* Is a connection to this destination something Python must see from its SYN on? */
+static int dst_watched(const FlowFilterObject *self, const flow_info *fi)
+{
+    addr128 a = flow_dst(fi);
+    for (uint32_t i = watch_slot(a), probes = 0; probes < WATCH_SLOTS; i = (i + 1) & (WATCH_SLOTS - 1), probes++) {
+        const addr128 *w = &self->watch_set[i];
+        if (w->hi == 0 && w->lo == 0)
+            break;
+        if (w->hi == a.hi && w->lo == a.lo)
+            return 1;
+    }
+    size_t lo = 0, hi = self->n_ranges; /* the last range starting at or below a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (addr_cmp(self->ranges[mid].lo, a) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && addr_cmp(a, self->ranges[lo - 1].hi) <= 0;
+}
+
 /* A direction starts over: a new connection, an idle entry or a new slot. */
 static void reset_entry(flow_entry *e, uint8_t state)
 {
@@ -725,6 +846,7 @@ static flow_entry *flow_lookup(FlowFilterObject *self, uint64_t key, double ts, 
         if (b[i].key == key) {
             if (ts - b[i].last_seen > self->idle_timeout) {
                 reset_entry(&b[i], state);
+                forget_held(self, (size_t)(&b[i] - self->table));
                 self->c.flows_new++;
             }
             b[i].last_seen = ts;
@@ -746,6 +868,7 @@ static flow_entry *flow_lookup(FlowFilterObject *self, uint64_t key, double ts, 
     victim->key = key;
     victim->last_seen = ts;
     reset_entry(victim, state);
+    forget_held(self, (size_t)(victim - self->table));
     return victim;
 }
 
@@ -956,9 +1079,26 @@ static int smart_tcp(FlowFilterObject *self, flow_entry *e, const flow_info *fi)
     }
 }
 
-/* Decide one frame: 1 = admit, 0 = drop. Updates counters. */
-static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size_t n, double ts)
+/* Keep a SYN (n <= SYN_KEEP_BYTES) in the slot of its flow entry, replacing the one held there. */
+static void hold_syn(FlowFilterObject *self, flow_entry *e, const flow_info *fi, int linktype, const uint8_t *p,
+                     size_t n, double ts, uint64_t frame)
 {
+    size_t idx = (size_t)(e - self->table);
+    syn_slot *held = &self->syn_slots[idx];
+    forget_held(self, idx);
+    self->held_dst[idx] = held_tag(flow_dst(fi));
+    self->held++;
+    held->frame = frame;
+    held->ts = ts;
+    held->linktype = (uint32_t)linktype;
+    held->len = (uint16_t)n;
+    memcpy(held->data, p, n);
+}
+
+/* Decide one frame: 1 = admit, 0 = drop. Updates counters. */
+static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size_t n, double ts, uint64_t frame)
+{
+    self->release = NULL;
     self->c.frames++;
     if (ts > self->latest_ts)
         self->latest_ts = ts;
@@ -999,21 +1139,54 @@ static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size
     if (fi.proto == 6 && (fi.tcp_flags & 0x12) == 0x02) { /* SYN without ACK: a new connection */
         flow_entry *e = flow_lookup(self, flow_key(&fi), ts, initial_state(&fi));
         reset_entry(e, initial_state(&fi));
+        self->c.syn++;
+        if (self->syn_slots != NULL) {
+            forget_held(self, (size_t)(e - self->table));
+            if (fi.payload_len == 0 && n <= SYN_KEEP_BYTES && !dst_watched(self, &fi)) {
+                if (self->watched < WATCH_MAX_ADDRESSES) {
+                    hold_syn(self, e, &fi, linktype, p, n, ts, frame);
+                    self->c.syn_deferred++;
+                    return 0;
+                }
+                self->c.watch_overflow++;
+            }
+        }
         if (fi.payload_len) { /* TCP Fast Open data: admitted with the SYN, and it may start a hello */
             if (smart)
                 (void)smart_tcp(self, e, &fi);
             else
                 count_payload(e, fi.payload_len);
         }
-        self->c.syn++;
         self->c.admitted++;
         return 1;
     }
     if (fi.payload_len == 0) {
+        if (fi.proto == 6 && (fi.tcp_flags & 0x03) && self->syn_slots != NULL && n <= SYN_KEEP_BYTES) {
+            /* A SYN-ACK gives Python's stream of this direction its initial sequence number, a FIN
+             * its end (a FIN before any data completes the head: later data is ignored). So both
+             * are held like a SYN and handed on before the direction's first data; a FIN after
+             * data (or after a held SYN) is admitted, one per direction. */
+            flow_entry *e = flow_lookup(self, flow_key(&fi), ts, initial_state(&fi));
+            syn_slot *held = &self->syn_slots[e - self->table];
+            if (!(fi.tcp_flags & 0x02) && (e->packets > 0 || held->len != 0)) {
+                self->release = held->len != 0 ? held : NULL;
+                self->c.fin++;
+                self->c.admitted++;
+                return 1;
+            }
+            hold_syn(self, e, &fi, linktype, p, n, ts, frame);
+            self->c.syn_deferred++;
+            return 0;
+        }
         self->c.no_payload++;
         return 0;
     }
     flow_entry *e = flow_lookup(self, flow_key(&fi), ts, initial_state(&fi));
+    if (self->syn_slots != NULL && fi.proto == 6) {
+        syn_slot *held = &self->syn_slots[e - self->table];
+        if (held->len != 0)
+            self->release = held; /* handed on by the caller if this packet is admitted */
+    }
     if (smart) {
         switch (smart_tcp(self, e, &fi)) {
         case V_ADMIT:
@@ -1040,6 +1213,38 @@ static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size
     }
     self->c.bulk++;
     return 0;
+}
+
+/* After an admitted packet: append the SYN its direction held back (if any) first. -1 on error. */
+static int hand_on_held_syn(FlowFilterObject *self, PyObject *list)
+{
+    syn_slot *held = self->release;
+    self->release = NULL;
+    if (held == NULL || held->len == 0)
+        return 0;
+    size_t len = held->len;
+    forget_held(self, (size_t)(held - self->syn_slots));
+    self->c.syn_released++;
+    if (list == NULL)
+        return 0;
+    return append_packet(list, held->frame, held->ts, held->linktype, held->data, len);
+}
+
+static void free_watch(FlowFilterObject *self)
+{
+    PyMem_Free(self->syn_slots);
+    PyMem_Free(self->held_dst);
+    self->held_dst = NULL;
+    self->held = 0;
+    PyMem_Free(self->watch_set);
+    PyMem_Free(self->ranges);
+    self->syn_slots = NULL;
+    self->watch_set = NULL;
+    self->ranges = NULL;
+    self->n_ranges = 0;
+    self->watched = 0;
+    self->watching = 0;
+    self->release = NULL;
 }
 
 static int FlowFilter_init(FlowFilterObject *self, PyObject *args, PyObject *kwds)
@@ -1078,6 +1283,7 @@ static int FlowFilter_init(FlowFilterObject *self, PyObject *args, PyObject *kwd
         return -1;
     }
     PyMem_Free(self->table);
+    free_watch(self);
     self->table = table;
     self->nbuckets = nbuckets;
     self->max_flows = nbuckets * BUCKET_SIZE;
@@ -1094,6 +1300,7 @@ static int FlowFilter_init(FlowFilterObject *self, PyObject *args, PyObject *kwd
 
 static void FlowFilter_dealloc(FlowFilterObject *self)
 {
+    free_watch(self);
     PyMem_Free(self->table);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1132,9 +1339,18 @@ static PyObject *FlowFilter_stats(FlowFilterObject *self, PyObject *unused)
         set_item_u64(d, "unknown_dropped", c->unknown_dropped) ||
         set_item_u64(d, "done_dropped", c->done_dropped) ||
         set_item_u64(d, "server_dropped", c->server_dropped) ||
+        set_item_u64(d, "syn_deferred", c->syn_deferred) || set_item_u64(d, "syn_released", c->syn_released) ||
+        set_item_u64(d, "watch_overflow", c->watch_overflow) || set_item_u64(d, "fin", c->fin) ||
+        set_item_u64(d, "watched_addresses", self->watched) ||
+        set_item_u64(d, "watched_ranges", self->n_ranges) ||
         set_item_u64(d, "flows_new", c->flows_new) || set_item_u64(d, "flows_evicted", c->flows_evicted) ||
         set_item_u64(d, "flows_active", active) || set_item_u64(d, "max_flows", self->max_flows) ||
-        set_item_u64(d, "table_bytes", (uint64_t)cap * sizeof(flow_entry))) {
+        set_item_u64(d, "table_bytes", (uint64_t)cap * sizeof(flow_entry)) ||
+        set_item_u64(d, "syn_held", self->held) ||
+        set_item_u64(d, "watch_bytes", self->watching ? (uint64_t)cap * (sizeof(syn_slot) + sizeof(uint32_t)) +
+                                                            (uint64_t)WATCH_SLOTS * sizeof(addr128) +
+                                                            (uint64_t)self->n_ranges * sizeof(addr_range)
+                                                      : 0)) {
         Py_DECREF(d);
         return NULL;
     }
@@ -1162,7 +1378,9 @@ static PyObject *FlowFilter_admits(FlowFilterObject *self, PyObject *args)
         PyBuffer_Release(&data);
         return NULL;
     }
-    int r = classify(self, linktype, (const uint8_t *)data.buf, (size_t)data.len, ts);
+    int r = classify(self, linktype, (const uint8_t *)data.buf, (size_t)data.len, ts, 0);
+    if (r)
+        (void)hand_on_held_syn(self, NULL); /* a single-frame call has nowhere to put it */
     PyBuffer_Release(&data);
     return PyBool_FromLong(r);
 }
@@ -1199,8 +1417,9 @@ static PyObject *FlowFilter_filter_batch(FlowFilterObject *self, PyObject *args)
             goto done;
         }
         double ts = (double)rec[0] + (double)rec[1] / 1e6;
-        if (classify(self, (int)linktype, base + off, len, ts) &&
-            append_packet(out, first_frame + (uint64_t)i, ts, linktype, base + off, len) < 0) {
+        if (classify(self, (int)linktype, base + off, len, ts, first_frame + (uint64_t)i) &&
+            (hand_on_held_syn(self, out) < 0 ||
+             append_packet(out, first_frame + (uint64_t)i, ts, linktype, base + off, len) < 0)) {
             Py_CLEAR(out);
             goto done;
         }
@@ -1211,7 +1430,195 @@ done:
     return out;
 }
 
+static int addr_from_16(PyObject *obj, addr128 *out)
+{
+    char *buf;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(obj, &buf, &len) < 0)
+        return -1;
+    if (len != 16) {
+        PyErr_SetString(PyExc_ValueError, "range bounds must be 16-byte addresses (IPv4 as ::ffff:a.b.c.d)");
+        return -1;
+    }
+    out->hi = load_be64((const uint8_t *)buf);
+    out->lo = load_be64((const uint8_t *)buf + 8);
+    return 0;
+}
+
+static int range_order(const void *a, const void *b)
+{
+    return addr_cmp(((const addr_range *)a)->lo, ((const addr_range *)b)->lo);
+}
+
+static int start_watching(FlowFilterObject *self)
+{
+    if (self->watching)
+        return 0;
+    size_t cap = (size_t)self->nbuckets * BUCKET_SIZE;
+    self->syn_slots = PyMem_Calloc(cap, sizeof(syn_slot));
+    self->held_dst = PyMem_Calloc(cap, sizeof(uint32_t));
+    self->watch_set = PyMem_Calloc(WATCH_SLOTS, sizeof(addr128));
+    if (self->syn_slots == NULL || self->held_dst == NULL || self->watch_set == NULL) {
+        free_watch(self);
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->watching = 1;
+    return 0;
+}
+
+/* watch(ranges): start deferring SYNs; ranges (lo, hi) of 16-byte addresses replace the old ones. */
+static PyObject *FlowFilter_watch(FlowFilterObject *self, PyObject *arg)
+{
+    if (!filter_ready(self))
+        return NULL;
+    PyObject *seq = PySequence_Fast(arg, "ranges must be a sequence of (lo, hi) pairs");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    addr_range *ranges = PyMem_Calloc(n > 0 ? (size_t)n : 1, sizeof(addr_range));
+    if (ranges == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "each range must be a (lo, hi) tuple");
+            goto fail;
+        }
+        if (addr_from_16(PyTuple_GET_ITEM(pair, 0), &ranges[i].lo) < 0 ||
+            addr_from_16(PyTuple_GET_ITEM(pair, 1), &ranges[i].hi) < 0)
+            goto fail;
+        if (addr_cmp(ranges[i].lo, ranges[i].hi) > 0) {
+            PyErr_SetString(PyExc_ValueError, "a range's lo is above its hi");
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    qsort(ranges, (size_t)n, sizeof(addr_range), range_order);
+    size_t kept = 0; /* merge overlapping or nested ranges so a binary search finds the one */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kept > 0 && addr_cmp(ranges[i].lo, ranges[kept - 1].hi) <= 0) {
+            if (addr_cmp(ranges[i].hi, ranges[kept - 1].hi) > 0)
+                ranges[kept - 1].hi = ranges[i].hi;
+        } else {
+            ranges[kept++] = ranges[i];
+        }
+    }
+    if (start_watching(self) < 0) {
+        PyMem_Free(ranges);
+        return NULL;
+    }
+    PyMem_Free(self->ranges);
+    self->ranges = ranges;
+    self->n_ranges = kept;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(seq);
+    PyMem_Free(ranges);
+    return NULL;
+}
+
+/* An address text as a 128-bit address (IPv4 mapped); 0 for a bad one or "::". */
+static int parse_address(const char *text, addr128 *a)
+{
+    uint8_t raw[16];
+    if (inet_pton(AF_INET, text, raw) == 1) {
+        a->hi = 0;
+        a->lo = 0x0000ffff00000000ULL | be32(raw);
+    } else if (inet_pton(AF_INET6, text, raw) == 1) {
+        a->hi = load_be64(raw);
+        a->lo = load_be64(raw + 8);
+    } else {
+        return 0;
+    }
+    return a->hi != 0 || a->lo != 0;
+}
+
+/* release_held(address, after_frame) -> list[RawPacket]: the SYNs held for connections to `address`
+ * with a frame number above after_frame, oldest first. The caller learnt mid-buffer (at after_frame)
+ * that the address matters: the framer had already classified (and held back) SYNs to it later in
+ * the same buffer. Cost: one pass over a 4-byte tag per flow
+ * entry, and only while SYNs are held. */
+static PyObject *FlowFilter_release_held(FlowFilterObject *self, PyObject *args)
+{
+    if (!filter_ready(self) || ensure_packet_type() < 0)
+        return NULL;
+    const char *text;
+    unsigned long long after_frame;
+    if (!PyArg_ParseTuple(args, "sK:release_held", &text, &after_frame))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    addr128 a;
+    if (out == NULL || self->held == 0 || !parse_address(text, &a))
+        return out;
+    uint32_t tag = held_tag(a);
+    size_t cap = (size_t)self->nbuckets * BUCKET_SIZE;
+    for (size_t i = 0; i < cap && self->held > 0; i++) {
+        if (self->held_dst[i] != tag)
+            continue;
+        syn_slot *held = &self->syn_slots[i];
+        if (held->frame <= after_frame) /* already passed when the address did not matter yet */
+            continue;
+        flow_info fi;
+        if (decode_frame((int)held->linktype, held->data, held->len, &fi) != D_FLOW)
+            continue;
+        addr128 dst = flow_dst(&fi);
+        if (dst.hi != a.hi || dst.lo != a.lo)
+            continue;
+        if (append_packet(out, held->frame, held->ts, held->linktype, held->data, held->len) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        forget_held(self, i);
+        self->c.syn_released++;
+    }
+    if (PyList_GET_SIZE(out) > 1 && PyList_Sort(out) < 0) { /* RawPacket tuples order by frame number */
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* watch_address(text) -> bool: SYNs to this address are admitted at once (False for a bad address). */
+static PyObject *FlowFilter_watch_address(FlowFilterObject *self, PyObject *arg)
+{
+    if (!filter_ready(self))
+        return NULL;
+    const char *text = PyUnicode_AsUTF8(arg);
+    if (text == NULL)
+        return NULL;
+    if (start_watching(self) < 0)
+        return NULL;
+    addr128 a;
+    if (!parse_address(text, &a))
+        Py_RETURN_FALSE;
+    for (uint32_t i = watch_slot(a);; i = (i + 1) & (WATCH_SLOTS - 1)) {
+        addr128 *w = &self->watch_set[i];
+        if (w->hi == a.hi && w->lo == a.lo)
+            Py_RETURN_TRUE;
+        if (w->hi == 0 && w->lo == 0) {
+            if (self->watched >= WATCH_MAX_ADDRESSES)
+                Py_RETURN_TRUE; /* full: deferral has stopped, every SYN is admitted */
+            *w = a;
+            self->watched++;
+            Py_RETURN_TRUE;
+        }
+    }
+}
+
 static PyMethodDef FlowFilter_methods[] = {
+    {"watch", (PyCFunction)FlowFilter_watch, METH_O,
+     "watch(ranges): defer SYNs to unwatched addresses until their flow sends data; ranges is a list of "
+     "(lo, hi) 16-byte addresses (IPv4 as ::ffff:a.b.c.d) whose SYNs are admitted at once."},
+    {"release_held", (PyCFunction)FlowFilter_release_held, METH_VARARGS,
+     "release_held(address, after_frame) -> list[RawPacket]: the SYNs held back for connections to address "
+     "with a frame number above after_frame, in frame order (call after watch_address when the address "
+     "was learnt mid-buffer)."},
+    {"watch_address", (PyCFunction)FlowFilter_watch_address, METH_O,
+     "watch_address(address) -> bool: admit SYNs to this address at once (an address a banned name "
+     "resolved to)."},
     {"stats", (PyCFunction)FlowFilter_stats, METH_NOARGS, "Counters as a dict."},
     {"admits", (PyCFunction)FlowFilter_admits, METH_VARARGS,
      "admits(linktype, data, ts=0.0) -> bool: classify one frame (updates the flow table)."},
@@ -1331,8 +1738,12 @@ static int deliver(FramerObject *self, FlowFilterObject *filter, PyObject *list,
                    const uint8_t *data, size_t len)
 {
     self->frame++;
-    if (filter != NULL && !classify(filter, (int)linktype, data, len, ts))
-        return 0;
+    if (filter != NULL) {
+        if (!classify(filter, (int)linktype, data, len, ts, self->frame))
+            return 0;
+        if (hand_on_held_syn(filter, list) < 0)
+            return -1;
+    }
     return append_packet(list, self->frame, ts, linktype, data, len);
 }
 

@@ -8,6 +8,7 @@ set, policy and alert threshold.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -108,6 +109,8 @@ class Detector:
         self._resolvers: OrderedDict[str, list[str]] = OrderedDict()
         self.alerts = 0
         self.events = 0
+        # called with each address newly resolved from a banned name (the C core's watch list)
+        self.on_resolved: Callable[[str], object] | None = None
 
     def wants_answers(self, name: str) -> bool:
         """Whether the addresses a DNS answer gives for `name` matter (for later `resolved_ip` evidence)."""
@@ -117,6 +120,10 @@ class Detector:
     def interesting_address(self, address: str) -> bool:
         """Whether a connection to `address` can be evidence: an address rule, or resolved from a banned name."""
         return address in self._resolved or self.sigset.match_ip(address) is not None
+
+    def resolved_addresses(self) -> list[str]:
+        """Addresses a banned name resolved to (the ones kept for `resolved_ip` evidence)."""
+        return list(self._resolved)
 
     def reload(self, sigset: SignatureSet) -> None:
         """Swap the signature set; addresses resolved from names keep the verdict they had."""
@@ -241,6 +248,8 @@ class Detector:
             answers = self._resolved.get(address)
             if answers is None:
                 self._resolved[address] = [answer]
+                if self.on_resolved is not None:
+                    self.on_resolved(address)
             else:
                 answers[:] = [a for a in answers if (a.client, a.name) != (answer.client, name)][
                     -(MAX_ANSWERS_PER_ADDRESS - 1):]

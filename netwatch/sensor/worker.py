@@ -168,6 +168,7 @@ def run_worker(spec: WorkerSpec, out_queue: Any, ctrl_queue: Any, stop_event: An
         pipeline.capture_file = spec.interface  # events then carry the live frame number
         flow_filter = FlowFilter(max_flows=spec.max_flows, head_packets=spec.head_packets,
                                  head_bytes=spec.head_bytes, idle_timeout=spec.idle_timeout)
+        pipeline.steer(flow_filter)
         capture = LiveCapture(
             LiveOptions(interface=spec.interface, snaplen=spec.snaplen, promisc=spec.promisc,
                         buffer_size=spec.buffer_size, timeout_ms=spec.timeout_ms, bpf=spec.bpf,

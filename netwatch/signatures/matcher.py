@@ -158,6 +158,23 @@ class SignatureSet:
         key = int(network.network_address) >> (bits - network.prefixlen)
         tables[network.version].setdefault(network.prefixlen, {})[key] = value
 
+    def ip_rule_ranges(self) -> list[tuple[int, int, int]]:
+        """(version, first, last) address of every network an address rule covers, exclusions ignored.
+
+        A superset of the addresses match_ip() reports, for a pre-filter (the C core admits the SYNs
+        of connections to them at once); match_ip() stays the verdict.
+        """
+        ranges = []
+        for version, by_len in self._ip_tables.items():
+            bits = 32 if version == 4 else 128
+            for prefixlen, table in by_len:
+                span = bits - prefixlen
+                for key, hit in table.items():
+                    if hit is not _EXCLUDED:
+                        first = key << span
+                        ranges.append((version, first, first | ((1 << span) - 1)))
+        return ranges
+
     def rule_match(self, key: tuple[str, str]) -> NameMatch:
         """The verdict a rule (by its match type + pattern key) reports when it wins."""
         return self._matches[key]
