@@ -1163,13 +1163,18 @@ static int classify(FlowFilterObject *self, int linktype, const uint8_t *p, size
     if (fi.payload_len == 0) {
         if (fi.proto == 6 && (fi.tcp_flags & 0x03) && self->syn_slots != NULL && n <= SYN_KEEP_BYTES) {
             /* A SYN-ACK gives Python's stream of this direction its initial sequence number, a FIN
-             * its end (a FIN before any data completes the head: later data is ignored). So both
-             * are held like a SYN and handed on before the direction's first data; a FIN after
-             * data (or after a held SYN) is admitted, one per direction. */
+             * before any data its end (the head is complete and empty: later data is ignored). So
+             * both are held like a SYN and handed on before the direction's first data. A FIN after
+             * a held SYN is admitted (with the SYN before it); one after data (admitted or not: the
+             * state moved) is dropped. */
             flow_entry *e = flow_lookup(self, flow_key(&fi), ts, initial_state(&fi));
             syn_slot *held = &self->syn_slots[e - self->table];
-            if (!(fi.tcp_flags & 0x02) && (e->packets > 0 || held->len != 0)) {
-                self->release = held->len != 0 ? held : NULL;
+            if (!(fi.tcp_flags & 0x02) && (e->packets > 0 || e->state != initial_state(&fi))) {
+                self->c.no_payload++;
+                return 0;
+            }
+            if (!(fi.tcp_flags & 0x02) && held->len != 0) {
+                self->release = held;
                 self->c.fin++;
                 self->c.admitted++;
                 return 1;
