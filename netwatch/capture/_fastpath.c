@@ -673,6 +673,11 @@ typedef struct {
  * fixed size, never shrinking; when it is half full deferral stops (fail open: every SYN is admitted
  * again), so a flood of answers cannot make the filter hide a connection Python wants. */
 #define WATCH_SLOTS (1u << 18)          /* 4 MiB */
+/* release_held() looks at most this far back: the SYNs held since the address was learnt, within a
+ * read buffer, so a flood of answers for banned names costs a bounded pass each, not one over the
+ * whole table (a SYN-only connection more than this many held SYNs after its answer, in the same
+ * buffer, is missed) */
+#define RECENT_HELD 4096u
 #define WATCH_MAX_ADDRESSES (1u << 17)  /* 50% load */
 
 typedef struct {
@@ -701,6 +706,9 @@ typedef struct {
     syn_slot *syn_slots;     /* one per flow entry */
     uint32_t *held_dst;      /* per flow entry: hash of the held SYN's destination, 0 = none held */
     uint32_t held;           /* SYNs held */
+    uint32_t recent[RECENT_HELD];        /* ring: flow entries of the latest SYNs held ... */
+    uint64_t recent_frame[RECENT_HELD];  /* ... and their frame numbers */
+    uint32_t recent_next;
     syn_slot *release;       /* a held SYN to hand on before the packet just admitted */
     addr128 *watch_set;      /* WATCH_SLOTS */
     uint32_t watched;
@@ -1093,6 +1101,9 @@ static void hold_syn(FlowFilterObject *self, flow_entry *e, const flow_info *fi,
     held->linktype = (uint32_t)linktype;
     held->len = (uint16_t)n;
     memcpy(held->data, p, n);
+    self->recent[self->recent_next % RECENT_HELD] = (uint32_t)idx;
+    self->recent_frame[self->recent_next % RECENT_HELD] = frame;
+    self->recent_next++;
 }
 
 /* Decide one frame: 1 = admit, 0 = drop. Updates counters. */
@@ -1241,6 +1252,7 @@ static void free_watch(FlowFilterObject *self)
     PyMem_Free(self->held_dst);
     self->held_dst = NULL;
     self->held = 0;
+    self->recent_next = 0; /* the ring names entries of the old table */
     PyMem_Free(self->watch_set);
     PyMem_Free(self->ranges);
     self->syn_slots = NULL;
@@ -1544,8 +1556,7 @@ static int parse_address(const char *text, addr128 *a)
 /* release_held(address, after_frame) -> list[RawPacket]: the SYNs held for connections to `address`
  * with a frame number above after_frame, oldest first. The caller learnt mid-buffer (at after_frame)
  * that the address matters: the framer had already classified (and held back) SYNs to it later in
- * the same buffer. Cost: one pass over a 4-byte tag per flow
- * entry, and only while SYNs are held. */
+ * the same buffer. Cost: a backwards pass over the SYNs held since after_frame (at most RECENT_HELD). */
 static PyObject *FlowFilter_release_held(FlowFilterObject *self, PyObject *args)
 {
     if (!filter_ready(self) || ensure_packet_type() < 0)
@@ -1559,12 +1570,15 @@ static PyObject *FlowFilter_release_held(FlowFilterObject *self, PyObject *args)
     if (out == NULL || self->held == 0 || !parse_address(text, &a))
         return out;
     uint32_t tag = held_tag(a);
-    size_t cap = (size_t)self->nbuckets * BUCKET_SIZE;
-    for (size_t i = 0; i < cap && self->held > 0; i++) {
-        if (self->held_dst[i] != tag)
-            continue;
+    uint32_t back = self->recent_next < RECENT_HELD ? self->recent_next : RECENT_HELD;
+    for (uint32_t k = 1; k <= back; k++) { /* newest first, down to after_frame */
+        uint32_t r = (self->recent_next - k) % RECENT_HELD;
+        uint64_t frame = self->recent_frame[r];
+        if (frame <= after_frame) /* passed when the address did not matter yet */
+            break;
+        size_t i = self->recent[r];
         syn_slot *held = &self->syn_slots[i];
-        if (held->frame <= after_frame) /* already passed when the address did not matter yet */
+        if (self->held_dst[i] != tag || held->len == 0 || held->frame != frame)
             continue;
         flow_info fi;
         if (decode_frame((int)held->linktype, held->data, held->len, &fi) != D_FLOW)
