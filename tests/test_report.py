@@ -317,3 +317,24 @@ def test_log_sources_and_dense_timeline_stay_small() -> None:
     svg = timeline_svg(data)
     assert svg is not None and TIME_BUCKETS // 2 < svg.count("<use") <= TIME_BUCKETS + 20
     assert "/var/log/named/query.log line 7" in render_markdown(data, title="t", chart_file=None)
+
+
+def test_odd_events_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """Wrong types anywhere in an event: skipped or read as far as sensible, never a traceback."""
+    good = {"@timestamp": "2026-01-01T00:00:00Z", "event": {"kind": "alert", "dataset": "netwatch.detection"},
+            "netwatch": {"app": "alipay", "app_name": "Alipay", "evidence": "dns_query", "device": {"id": "d1"}}}
+    odd = [
+        [], "text", 5, None, {"event": "x"}, {"@timestamp": 5, "event": {}, "netwatch": {}},
+        {**good, "netwatch": {**good["netwatch"], "device": {"id": ["not", "a", "string"]}}},
+        {**good, "netwatch": {**good["netwatch"], "app": {"x": 1}, "capture": "nope", "confidence": 7}},
+        {**good, "rule": {"version": ["x"]}, "source": "nope", "@timestamp": "9999-12-31T23:59:59.999999Z"},
+        {**good, "@timestamp": "not a time"}, {**good, "@timestamp": "0001-01-01T00:00:00Z"},
+        {**good, "@timestamp": "9999-12-31T23:59:59.999999+00:00"},
+        good,
+    ]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in odd) + "{broken json\n" + "x" * 2_000_000 + "\n")
+    done = _netwatch("report", str(path), "--html", str(tmp_path / "odd.html"), "--markdown", str(tmp_path / "o.md"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "were not netwatch events" in done.stderr
+    assert "| Alipay | 1 | 1 |" in (tmp_path / "o.md").read_text()  # only `good` is a readable alert

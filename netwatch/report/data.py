@@ -22,6 +22,7 @@ from typing import IO, Any
 MAX_TIMELINE_POINTS = 200_000
 SAMPLES_PER_CONTACT = 3
 MAX_LINE_BYTES = 1 << 20  # a netwatch event is a few kB; longer lines are not events
+_EARLIEST, _LATEST = 0.0, 253_370_764_800.0  # 1970-01-01 .. 9999-01-01: times a report can print
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".erf")
 
 
@@ -145,7 +146,11 @@ def parse_time(text: object) -> float | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    try:
+        ts = parsed.timestamp()
+    except (OverflowError, ValueError):
+        return None
+    return ts if _EARLIEST <= ts <= _LATEST else None  # a clock far off is damage, not an event
 
 
 def _text(value: object) -> str | None:
