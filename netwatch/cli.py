@@ -240,8 +240,8 @@ def _report_scan(summary: Any, pipeline: Any, fmt: str, quiet: bool) -> None:
     if [report.nothing_analysed for report in summary.files if not report.skipped] == [True]:
         click.echo(f"netwatch: warning: {summary.files[0].path}: nothing could be analysed", err=True)
         sys.exit(EXIT_USAGE)  # the only input: a clean exit would read as "nothing found"
-    if summary.errors or not summary.files:
-        if not summary.files:
+    if summary.errors or all(report.skipped for report in summary.files):
+        if not summary.errors:  # an empty directory, or one of notes and FIFOs only
             click.echo("netwatch: no capture files found", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_CLEAN)

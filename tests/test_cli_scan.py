@@ -477,3 +477,11 @@ def test_errors_without_a_file_carry_no_placeholder_location(tmp_path: Path) -> 
     text = (check.stdout + check.stderr).decode()
     assert f"{missing}: error: signature directory does not exist" in text, text
     assert ":0:" not in text
+
+
+def test_a_directory_without_any_capture_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no capture here")
+    os.mkfifo(tmp_path / "a.fifo")
+    proc = run_scan(str(tmp_path), "--format", "jsonl")
+    assert proc.returncode == 2, proc.stderr.decode()  # not "0: nothing found"
+    assert "netwatch: no capture files found" in proc.stderr.decode()
