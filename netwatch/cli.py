@@ -10,6 +10,7 @@ from typing import IO, Any
 import click
 
 from netwatch import __version__
+from netwatch.parallel.options import parallel_options
 from netwatch.signatures import SignatureError, load_signature_set
 
 EXIT_CLEAN, EXIT_ALERTS, EXIT_USAGE = 0, 1, 2
@@ -129,10 +130,11 @@ def _with_options(options: list[Any]) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line on stderr.")
 @click.option("--continuous", is_flag=True,
               help="The files are consecutive slices of one capture (rotated files): flows carry over.")
+@parallel_options
 def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str | None,
          overlays: tuple[Path, ...], policy: str | None, min_confidence: str | None,
          forward_urls: tuple[str, ...], forward_state_dir: Path | None, forward_state_alias: Path | None,
-         forward_timeout: float, quiet: bool, continuous: bool) -> None:
+         forward_timeout: float, quiet: bool, continuous: bool, **parallel: Any) -> None:
     """Analyse pcap/pcapng captures (files, directories, '-' for stdin; gzip is fine).
 
     Ctrl-C ends the scan early and reports what was analysed until then.
@@ -158,7 +160,8 @@ def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str |
     state_dir = forward_state_dir or forward_state_alias
     try:
         summary = _scan_to(out, inputs, pipeline, fmt, emit_all, quiet, (forward_urls, state_dir, forward_timeout),
-                           {"continuous": continuous})
+                           {"continuous": continuous, "quiet": quiet, "parallel": parallel,
+                            "recipe": (overlays, policy, min_confidence, emit_all)})
     except OutputError as exc:
         out.abandon()
         if exc.broken_pipe:  # the reader is gone (`| head`): stop quietly, as tools ended by SIGPIPE do
@@ -179,9 +182,10 @@ def _scan_to(out: Any, inputs: tuple[str, ...], pipeline: Any, fmt: str, emit_al
              forwarding: tuple[tuple[str, ...], Path | None, float], scan_options: dict[str, Any]) -> Any:
     """Run the scan writing to `out`; returns the summary. Write errors raise OutputError.
 
-    `forwarding` is (URLs, queue directory, seconds to wait); `scan_options` go to scan_paths as they are.
+    `forwarding` is (URLs, queue directory, seconds to wait); `scan_options` go to run_scan as they are.
     """
-    from netwatch.scan import Interruption, input_size, scan_paths
+    from netwatch.parallel.cli import run_scan
+    from netwatch.scan import Interruption, input_size
 
     forward_urls, state_dir, forward_timeout = forwarding
     with ExitStack() as stack:
@@ -196,8 +200,8 @@ def _scan_to(out: Any, inputs: tuple[str, ...], pipeline: Any, fmt: str, emit_al
         if not quiet and sys.stderr.isatty():
             progress = _Progress(sum(input_size(p) for p in inputs))
         with Interruption().installed() as interruption:
-            summary = scan_paths(inputs, pipeline, sink, progress=progress, interruption=interruption,
-                                 **scan_options)
+            summary = run_scan(inputs, pipeline, sink, progress=progress, interruption=interruption,
+                               **scan_options)
         if progress is not None:
             progress.close()
         if fmt == "table":

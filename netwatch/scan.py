@@ -210,7 +210,7 @@ def _plain_size(path: str) -> int:
 def _scan_one(path: str, explicit: bool, report: FileReport, pipeline: Pipeline, sink: EventSink,
               flow_filter: FlowFilter, progress: ProgressHook | None, fileobj: BinaryIO | None,
               interruption: Interruption) -> None:
-    if not explicit:
+    if not explicit and fileobj is None:  # a file object (an fsspec URL) is already open
         kind = not_a_regular_file(path)
         if kind is not None:  # a FIFO would block the walk forever, a device may never end
             report.skipped = report.note = f"skipped, {kind} is not a capture file"

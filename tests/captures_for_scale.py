@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import sys
+import threading
+import time
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -72,3 +76,111 @@ def hello_across_rotation(directory: Path) -> tuple[Path, Path]:
     first.write_bytes(g.pcap_bytes(records[:cut], 1))
     second.write_bytes(g.pcap_bytes(records[cut:], 1))
     return first, second
+
+
+BANNED = ("qpay.qq.com", "v4.camscanner.com", "mobilegw.alipay.com", "account.wps.cn", "api.dalyfeds.com",
+          "pay.weixin.qq.com", "msfwifi.3g.qq.com", "www.camscanner.com")
+CLEAN = ("www.example.com", "www.wikipedia.org", "www.debian.org", "update.microsoft.com")
+
+
+def busy_capture(path: Path, sessions: int = 40) -> tuple[Path, list[dict]]:
+    """Many devices looking names up and opening TLS (ClientHellos over 2-3 segments) and QUIC.
+
+    Returns the file and the recorder's ground truth (frame numbers of every planted exchange).
+    """
+    g = craft()
+    rec = g.Recorder()
+    devices = g.OFFICE_DEVICES
+    names = BANNED + CLEAN
+    for index in range(sessions):
+        device = devices[index % len(devices)]
+        name = names[index % len(names)]
+        g.dns_lookup(rec, device, name, 0x2000 + index, 40000 + index)
+        if index % 5 == 4 and name in g.ADDRESSES:
+            g.quic_session(rec, device, name, 41000 + index)
+        else:
+            g.tls_session(rec, device, name, 42000 + index, post_quantum=index % 2 == 0,
+                          cuts=(300,) if index % 3 else (), bulk=2500 + 150 * index)
+    path.write_bytes(g.pcap_bytes(rec.pcap_records(), 1))
+    return path, rec.truth
+
+
+def record_offsets(data: bytes) -> list[int]:
+    """Byte offset of every record of a little-endian classic pcap (index 0 is frame 1)."""
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    return offsets
+
+
+class SlowCapture:
+    """A named pipe that serves a capture: to the first `kills` readers half of it, then kills the
+    reader (the worker analysing it); to the next reader all of it, if `then_serve`."""
+
+    def __init__(self, path: Path, data: bytes, kills: int, then_serve: bool = True) -> None:
+        self.path, self.data, self.kills, self.then_serve = path, data, kills, then_serve
+        self.readers: list[int] = []
+        os.mkfifo(path)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.then_serve or len(self.readers) < self.kills:
+            try:
+                with open(self.path, "wb") as pipe:  # blocks until a worker opens the file
+                    if len(self.readers) == self.kills:
+                        pipe.write(self.data)
+                        return
+                    pipe.write(self.data[:len(self.data) // 2])
+                    pipe.flush()
+                    reader = _process_reading(self.path)
+                    os.kill(reader, signal.SIGKILL)  # the worker dies in the middle of the file
+                    self.readers.append(reader)
+                    deadline = time.monotonic() + 30
+                    while reader in _processes_reading(self.path) and time.monotonic() < deadline:
+                        time.sleep(0.01)  # the dying process still holds the pipe
+                    _drain(self.path)  # the unread rest must not reach the next reader
+            except BrokenPipeError:
+                continue  # the reader was a process still dying: wait for the next one
+
+    def join(self) -> None:
+        self.thread.join(timeout=120)
+
+
+def _drain(path: Path) -> None:
+    """Read and drop what is left in the pipe (the write end is still open, so this never blocks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                if not os.read(fd, 1 << 16):
+                    return
+            except BlockingIOError:
+                return
+    finally:
+        os.close(fd)
+
+
+def _processes_reading(path: Path) -> list[int]:
+    """The pids of the processes that have `path` open (the Dask worker analysing it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(pid) != os.getpid() and any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+                                               for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _process_reading(path: Path) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        readers = _processes_reading(path)
+        if readers:
+            assert len(readers) == 1, readers
+            return readers[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no process opened {path}")
