@@ -4,9 +4,9 @@ Three ways to run the same task list, all merged by `ResultMerger`, so they give
 findings and the same device inventory as a serial scan:
 
 - in this process through `scan_paths` (a small input is not worth starting processes for),
-- worker processes on this machine (`concurrent.futures` with the forkserver start method, so
-  the workers do not inherit the client's threads); a worker that dies has its tasks retried
-  once in a new pool,
+- worker processes on this machine (`concurrent.futures`, forked, or started from a forkserver
+  when the client runs threads); a worker that dies has its tasks retried once in a new pool;
+  the largest tasks start first,
 - a Dask distributed cluster (`--cluster tcp://host:8786`): tasks are Dask futures with one
   retry; a worker that dies mid-task has the task rescheduled by the scheduler. Dask is
   imported only here.
@@ -17,6 +17,7 @@ A task that fails twice is reported by name as an input error: never silently sk
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -186,13 +187,16 @@ def _run_in_processes(tasks: list[Task], settings: Settings, jobs: int, merger: 
     attempts = dict.fromkeys((task.index for task in queue), 0)
     for task in local:
         merger.add(run_task(task, template_for(settings)))
-    context = multiprocessing.get_context("forkserver")
+    # fork is the cheapest start (no re-import), and safe while this process has one thread; with
+    # forwarders running (threads), forkserver starts workers from a clean single-threaded server.
+    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
     while queue:
         for task in queue:
             attempts[task.index] += 1
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=init_process,
                                    initargs=(settings,))
-        futures: dict[Future[TaskResult], Task] = {pool.submit(run_remote, settings, t): t for t in queue}
+        futures: dict[Future[TaskResult], Task] = {pool.submit(run_remote, settings, t): t
+                                                   for t in sorted(queue, key=_largest_first)}
         queue = []
         try:
             pending = set(futures)
@@ -216,6 +220,11 @@ def _run_in_processes(tasks: list[Task], settings: Settings, jobs: int, merger: 
         retry, queue = queue, []
         for task in sorted(retry, key=lambda t: t.index):
             _retry_or_fail(task, attempts, queue, merger, "the worker process analysing it died")
+
+
+def _largest_first(task: Task) -> tuple[int, int]:
+    """Large tasks start first, so the last ones to finish are short (less idle time at the end)."""
+    return -task.size, task.index
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -253,7 +262,7 @@ def _run_on_cluster(address: str, tasks: list[Task], settings: Settings, merger:
     try:
         futures = {
             client.submit(run_remote, settings, task, key=f"netwatch-scan-{run_id}-{task.index}", retries=1,
-                          pure=False): task
+                          pure=False, priority=task.size): task
             for task in tasks
         }
         pending = set(futures)
