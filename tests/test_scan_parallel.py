@@ -224,3 +224,51 @@ def test_file_whose_worker_dies_twice_is_reported_by_name(tmp_path):
     assert proc.returncode == 2, proc.stderr.decode()
     assert f"netwatch: {slow.path}: failed twice (the worker process analysing it died)" in proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
+
+
+def test_ctrl_c_stops_the_workers_and_reports_what_was_merged(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    from captures_for_scale import _processes_reading
+
+    source, _ = busy_capture(tmp_path / "source.pcap", sessions=30)
+    fifo = tmp_path / "endless.pcap"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def hold_open() -> None:  # like a capture still being written: half of it, then nothing
+        with open(fifo, "wb") as pipe:
+            pipe.write(source.read_bytes()[:100_000])
+            pipe.flush()
+            release.wait(120)
+
+    threading.Thread(target=hold_open, daemon=True).start()
+    out = tmp_path / "out.jsonl"
+    scan_proc = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "scan", "-j", "2", *FORCE_WORKERS,
+                                  "--format", "jsonl", "-o", str(out), "pcaps/office-lan.pcap", str(fifo)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not _processes_reading(fifo) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        readers = _processes_reading(fifo)
+        assert readers, "no worker opened the pipe"
+        time.sleep(1.0)  # office-lan.pcap (a few milliseconds of work) is merged by now
+        scan_proc.send_signal(signal.SIGINT)
+        _, stderr = scan_proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if scan_proc.poll() is None:
+            scan_proc.kill()
+    text = stderr.decode()
+    assert scan_proc.returncode == 1, text  # office-lan.pcap's alerts
+    assert "interrupted (Ctrl-C)" in text and "Traceback" not in text, text
+    assert len([line for line in out.read_text().splitlines() if '"kind":"alert"' in line]) == 16
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") and _processes_reading(fifo) for pid in readers) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _processes_reading(fifo), "the worker reading the pipe was left running"
