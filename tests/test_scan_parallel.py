@@ -272,3 +272,21 @@ def test_ctrl_c_stops_the_workers_and_reports_what_was_merged(tmp_path):
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _processes_reading(fifo), "the worker reading the pipe was left running"
+
+
+def test_dask_is_imported_only_for_a_cluster():
+    code = ("import sys; from click.testing import CliRunner; from netwatch.cli import main; "
+            "result = CliRunner().invoke(main, ['scan', '-q', '-j', '2', '--min-parallel-size', '0', "
+            "'--format', 'jsonl', 'pcaps/clean.pcap', 'pcaps/office-lan.pcap']); "
+            "print(result.exit_code, sorted(m for m in ('dask', 'distributed', 'fsspec') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, timeout=120)
+    assert proc.stdout.decode().split() == ["1", "[]"], proc.stderr.decode()
+
+
+def test_cluster_without_dask_installed_says_how_to_get_it():
+    code = ("import sys; sys.modules['distributed'] = None; from netwatch.cli import main; "
+            "sys.argv = ['netwatch', 'scan', '--cluster', 'tcp://127.0.0.1:9', 'pcaps/clean.pcap']; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert "--cluster needs Dask: pip install 'netwatch[cluster]'" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
