@@ -256,7 +256,7 @@ def test_ctrl_c_stops_the_workers_and_reports_what_was_merged(tmp_path):
             time.sleep(0.05)
         readers = _processes_reading(fifo)
         assert readers, "no worker opened the pipe"
-        time.sleep(1.0)  # office-lan.pcap (a few milliseconds of work) is merged by now
+        time.sleep(3.0)  # office-lan.pcap (a few milliseconds of work) is merged by now
         scan_proc.send_signal(signal.SIGINT)
         _, stderr = scan_proc.communicate(timeout=60)
     finally:
