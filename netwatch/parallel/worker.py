@@ -126,7 +126,7 @@ def _open_url(task: Task) -> BinaryIO | FileReport:
     try:
         return open_input(task.path)
     except (OSError, ValueError) as exc:
-        return FileReport(task.path, error=f"{task.path}: {exc}")
+        return FileReport(task.path, error=f"{task.path}: {getattr(exc, 'strerror', None) or exc}")
 
 
 # --------------------------------------------------------------------------- chunks of a large file
