@@ -362,3 +362,15 @@ def test_sensor_forward_events_choice_is_validated() -> None:
     SensorConfig(interfaces=["eth0"], forward_events="all").validate()
     with pytest.raises(ConfigError, match="forward_events must be one of alerts, all"):
         SensorConfig(interfaces=["eth0"], forward_events="notices").validate()
+
+
+def test_file_forwarder_into_a_missing_directory_is_an_error(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/missing/dir/alerts.jsonl"
+    with pytest.raises(ForwardError, match="missing/dir does not exist"):
+        ForwarderSet.from_urls([url], state_dir=tmp_path / "state")
+    assert not (tmp_path / "missing").exists()
+    proc = subprocess.run([sys.executable, "-m", "netwatch.cli", "scan", "pcaps/office-lan.pcap", "--format", "jsonl",
+                           "--forward", url, "--forward-state-dir", str(tmp_path / "state")],
+                          capture_output=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr.decode()
+    assert not (tmp_path / "missing").exists()

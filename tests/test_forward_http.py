@@ -166,6 +166,7 @@ def test_submit_never_blocks_while_receiver_is_down(tmp_path: Path, token_env: s
 
 def test_file_forwarder_rotates(tmp_path: Path) -> None:
     path = tmp_path / "out" / "alerts.jsonl"
+    path.parent.mkdir()
     events = make_events(50, "file")
     size = len(json.dumps(events[0], separators=(",", ":"), ensure_ascii=False)) + 1
     url = f"file://{path}?max_bytes={size * 15}&backups=2&batch=7"

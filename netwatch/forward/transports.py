@@ -548,10 +548,13 @@ class RotatingFileTransport(Transport):
         self.fsync = target.flag("fsync", True)
         self.max_batch = int(target.number("batch", 1000, minimum=1))
         self._handle = None
+        # Like `-o`, a missing directory is an error, not created: a typo in the URL must not send
+        # alerts into a new tree nobody watches.
+        if not self.path.parent.is_dir():
+            raise ValueError(f"directory {self.path.parent} does not exist")
 
     def _open(self):
         if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
         return self._handle
 
