@@ -97,7 +97,7 @@ def export_command(fmt: str, output: Path | None, overlays: tuple[Path, ...], po
         try:
             write_atomically(output, rendered.text)
         except OSError as exc:
-            _fail(f"{output}: cannot write: {exc.strerror or exc}")
+            _fail(f"cannot write {output}: {exc.strerror or exc}")
     if not quiet:
         for note in rendered.notes:
             click.echo(f"netwatch: note: {note}", err=True)

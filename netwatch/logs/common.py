@@ -17,6 +17,7 @@ from datetime import datetime
 
 from netwatch.extract import OBS_DNS_ANSWER
 from netwatch.model import Observation
+from netwatch.protocols.common import escape_name_bytes
 
 MAX_BAD_SAMPLES = 5
 MAX_SAMPLE_CHARS = 160
@@ -85,6 +86,21 @@ class LogReader:
         if len(self.bad_samples) < MAX_BAD_SAMPLES:
             text = line if len(line) <= MAX_SAMPLE_CHARS else line[:MAX_SAMPLE_CHARS] + "..."
             self.bad_samples.append((lineno, text))
+
+
+def read_printable(reader: LogReader, lines: list[str], first_lineno: int, out: list[Observation]) -> None:
+    """`reader.read`, then names in the packet path's printable form.
+
+    JSON logs (Suricata EVE, Zeek JSON) carry raw control characters in names (`"\\u001b[31m"`); left
+    as they are they would reach a terminal table as escape sequences. Unprintable names get the
+    `\\DDD` escapes the capture path gives the same bytes, so both paths report one name.
+    """
+    start = len(out)
+    reader.read(lines, first_lineno, out)
+    for index in range(start, len(out)):
+        name = out[index].name
+        if name and not name.isprintable():
+            out[index].name = escape_name_bytes(name.encode("utf-8", "replace"))
 
 
 def observation(evidence: str, name: str | None, lineno: int, ts: float, src_ip: str, dst_ip: str,

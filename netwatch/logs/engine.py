@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from netwatch.logs.common import LogReader, ReadContext
+from netwatch.logs.common import LogReader, ReadContext, read_printable
 from netwatch.logs.sniff import FORMATS, sniff
 from netwatch.logs.source import iter_log_paths, open_log, read_chunks
 from netwatch.model import Observation
@@ -101,7 +101,7 @@ def detect_format(stream: IO[bytes]) -> str | None:
 def feed(reader: LogReader, lines: list[str], first_lineno: int, pipeline: Pipeline, sink: EventSink) -> None:
     """One chunk of lines through the reader and the detector; events go to the sink."""
     observations: list[Observation] = []
-    reader.read(lines, first_lineno, observations)
+    read_printable(reader, lines, first_lineno, observations)
     if observations:
         for event in pipeline.detect(observations):
             sink(event)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from netwatch import __version__
-from netwatch.logs.common import LogReader, ReadContext
+from netwatch.logs.common import LogReader, ReadContext, read_printable
 from netwatch.logs.engine import detect_format, make_reader, new_context
 from netwatch.logs.source import iter_log_paths, open_log, read_chunks
 from netwatch.model import Observation
@@ -259,7 +259,7 @@ class LogFollower:
         bad_before, records_before = reader.bad, reader.records
         reader.default_ts = time.time()  # a record without a readable time was written about now
         observations: list[Observation] = []
-        reader.read(lines, tailed.lineno + 1, observations)
+        read_printable(reader, lines, tailed.lineno + 1, observations)
         self.totals["lines"] += len(lines)
         self.totals["records"] += reader.records - records_before
         if reader.bad > bad_before:

@@ -67,7 +67,7 @@ def report(inputs: tuple[str, ...], db: str | None, html_out: Path | None, md_ou
             else:
                 write_atomically(md_out, text)
     except OSError as exc:
-        _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        _fail(f"cannot write {exc.filename}: {exc.strerror or exc}")
     if data.skipped:
         click.echo(f"netwatch: warning: {data.skipped:,} line(s) were not netwatch events and were skipped "
                    f"(e.g. {data.skipped_examples[0]})", err=True)

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import click
 
+from netwatch.atomic import write_atomically
 from netwatch.cli import fail
 
 from .bundle import (
@@ -99,12 +100,9 @@ def bundle_command(directory: Path, output: Path, key_file: Path | None, min_net
     files = _or_fail(lambda: tree_files(directory))
     data = _or_fail(lambda: build_bundle(files, version=version, key=key, date=date,
                                          min_netwatch=min_netwatch or __version__))
-    tmp = output.with_name(f".{output.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, output)
+        write_atomically(output, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         fail(f"cannot write {output}: {exc.strerror or exc}")
     click.echo(f"wrote {output}: signatures {version}, {len(files)} files, {len(data):,} bytes")
 
