@@ -15,9 +15,11 @@ from .render import ExportOptions, Rendered, commented, header_lines, one_line
 
 
 def _why(point: Point) -> str:
+    """Why a name is listed, on one line: app names and notes come from signature files (overlays,
+    updates), and a line break in them must not end the comment and start a zone or config line."""
     if not point.suffix or point.apex.action == point.below.action:
-        return point.apex.describe()
-    return f"{point.apex.describe()}; subdomains: {point.below.describe()}"
+        return one_line(point.apex.describe())
+    return one_line(f"{point.apex.describe()}; subdomains: {point.below.describe()}")
 
 
 def _grouped(notes: dict[str, list[str]], limit: int | None = None) -> list[str]:
@@ -233,4 +235,4 @@ def render_adblock(plan: BlockPlan, opts: ExportOptions) -> Rendered:
 
 
 def describe_point(point: Point) -> str:
-    return one_line(_why(point))
+    return _why(point)

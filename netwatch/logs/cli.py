@@ -57,9 +57,10 @@ INPUT_FORMATS = click.Choice(sorted(FORMATS))
                    "[~/.local/state/netwatch/logs.db]")
 @click.option("--reminder-interval", type=float, default=3600.0, show_default=True,
               help="--follow: seconds between reminder alerts per (device, app).")
-@click.option("--metrics-port", type=int, default=0, help="--follow: serve Prometheus metrics on this port.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0,
+              help="--follow: serve Prometheus metrics on this port.")
 @click.option("--metrics-address", default="127.0.0.1", show_default=True, help="--follow: metrics address.")
-@click.option("--poll-interval", type=float, default=0.5, show_default=True,
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
               help="--follow: seconds between checks for new lines and rotation.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emit_all: bool, output: str | None,

@@ -162,7 +162,12 @@ class LogFollower:
         if self.opts.metrics_port:
             from netwatch.sensor.metrics import start_metrics_server
 
-            start_metrics_server(self.opts.metrics_port, self.opts.metrics_address, self.snapshot)
+            try:
+                start_metrics_server(self.opts.metrics_port, self.opts.metrics_address, self.snapshot)
+            except OSError as exc:  # the port is taken, the address is not this host's
+                log(self.logger, logging.ERROR, "cannot serve metrics", address=self.opts.metrics_address,
+                    port=self.opts.metrics_port, error=exc.strerror or str(exc))
+                return 2
         return 0
 
     # -- files -----------------------------------------------------------------------------

@@ -57,6 +57,13 @@ class UpdateResult:
 def fetch(url: str, *, max_bytes: int = MAX_BUNDLE_BYTES, timeout: float = DEFAULT_TIMEOUT_S,
           ca_file: Path | None = None) -> bytes:
     """The body at an https:// or file:// URL, at most `max_bytes`; UpdateError on any failure."""
+    try:
+        return _fetch(url, max_bytes, timeout, ca_file)
+    except ValueError as exc:  # urllib's verdict on a malformed URL or redirect ("[::1", port "abc")
+        raise UpdateError(f"{url}: not a valid URL ({exc})") from None
+
+
+def _fetch(url: str, max_bytes: int, timeout: float, ca_file: Path | None) -> bytes:
     parts = urlsplit(url)
     if parts.scheme == "file":
         return _read_local(Path(unquote(parts.path)), max_bytes)
