@@ -37,7 +37,11 @@ def rotation_key(path: str) -> tuple:
 
 
 def iter_log_paths(inputs: list[str] | tuple[str, ...]) -> Iterator[tuple[str, bool]]:
-    """(path, named explicitly) for every file under the inputs; directories are walked."""
+    """(path, named explicitly) for every file under the inputs; directories are walked.
+
+    A walk yields regular files only: opening a FIFO found in a log directory would block forever,
+    and a broken symbolic link (a `current` link whose target rotated away) is no log to report.
+    """
     for item in inputs:
         if item == "-" or not os.path.isdir(item):
             yield item, True
@@ -45,7 +49,8 @@ def iter_log_paths(inputs: list[str] | tuple[str, ...]) -> Iterator[tuple[str, b
         found = []
         for root, dirs, files in os.walk(item):
             dirs.sort()
-            found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
+            found.extend(path for path in (os.path.join(root, f) for f in files if not f.startswith("."))
+                         if os.path.isfile(path))
         for path in sorted(found, key=rotation_key):
             yield path, False
 
