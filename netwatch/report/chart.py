@@ -34,7 +34,8 @@ def timeline_svg(data: ReportData) -> str | None:
         from matplotlib import dates as mdates
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - a declared dependency of the report extra
-        raise RuntimeError("netwatch report needs matplotlib: python3 -m pip install 'netwatch[report]'") from exc
+        raise RuntimeError("netwatch report needs matplotlib: python3 -m pip install 'matplotlib>=3.8' "
+                           "(or '.[report]' in a netwatch checkout)") from exc
 
     devices = data.flagged_devices()[:MAX_DEVICES]
     row = {device: i for i, device in enumerate(devices)}
