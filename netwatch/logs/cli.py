@@ -146,8 +146,7 @@ def _read_to(out: Any, inputs: tuple[str, ...], input_format: str | None, pipeli
             seen = SeenNames()
         sink = _event_sink(fmt, out, forwarders, seen)
         with Interruption().installed() as interruption:
-            summary = read_logs(inputs, pipeline, sink, fmt=input_format,
-                                stop=lambda: interruption.requested)
+            summary = read_logs(inputs, pipeline, sink, fmt=input_format, interruption=interruption)
         if fmt == "table":
             _write_table(out, pipeline, summary, emit_all, seen)
         out.close()

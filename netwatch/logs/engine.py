@@ -14,13 +14,18 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from netwatch.logs.common import LogReader, ReadContext, read_printable
 from netwatch.logs.sniff import FORMATS, sniff
 from netwatch.logs.source import iter_log_paths, open_log, read_chunks
 from netwatch.model import Observation
 from netwatch.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from netwatch.scan import Interruption
+
+T = TypeVar("T")
 
 EventSink = Callable[[dict[str, Any]], None]
 SNIFF_BYTES = 64 * 1024
@@ -127,25 +132,28 @@ def few_collections() -> Iterator[None]:
 
 
 def read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, *, fmt: str | None = None,
-              stop: Callable[[], bool] | None = None) -> LogSummary:
+              stop: Callable[[], bool] | None = None, interruption: Interruption | None = None) -> LogSummary:
     """Read every log named in `inputs` (files, directories, '-' for stdin).
 
     `stop` is asked between chunks of lines (Ctrl-C): when it says so, the run ends there and the
-    summary covers what was read.
+    summary covers what was read. With the scan's `interruption` (its Ctrl-C handler) a Ctrl-C also
+    ends a wait for input: a pipe or FIFO whose writer is silent would otherwise hold the run.
     """
+    if stop is None:
+        stop = (lambda: interruption.requested) if interruption is not None else (lambda: False)
     with few_collections():
-        return _read_logs(inputs, pipeline, sink, fmt, stop or (lambda: False))
+        return _read_logs(inputs, pipeline, sink, fmt, stop, interruption)
 
 
 def _read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, fmt: str | None,
-               stop: Callable[[], bool]) -> LogSummary:
+               stop: Callable[[], bool], interruption: Interruption | None) -> LogSummary:
     started = time.perf_counter()
     summary = LogSummary()
     ctx = new_context(pipeline)
     for path, explicit in iter_log_paths(list(inputs)):
         report = LogFileReport(path=path)
         summary.files.append(report)
-        _read_one(path, explicit, fmt, report, ctx, pipeline, sink, stop)
+        _read_one(path, explicit, fmt, report, ctx, pipeline, sink, stop, interruption)
         summary.lines += report.lines
         summary.records += report.records
         summary.bad += report.bad
@@ -158,15 +166,20 @@ def _read_logs(inputs: Sequence[str], pipeline: Pipeline, sink: EventSink, fmt: 
 
 
 def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport, ctx: ReadContext,
-              pipeline: Pipeline, sink: EventSink, stop: Callable[[], bool]) -> None:
+              pipeline: Pipeline, sink: EventSink, stop: Callable[[], bool],
+              interruption: Interruption | None) -> None:
     try:
-        stream = open_log(path)
+        stream = _waiting(interruption, lambda: open_log(path))  # a FIFO: until its writer opens it
     except OSError as exc:
         report.error = f"{path}: {exc.strerror or exc}"
         return
+    except _Interrupted:
+        return
     with stream:
         try:
-            found = fmt or detect_format(stream)
+            found = fmt or _waiting(interruption, lambda: detect_format(stream))
+        except _Interrupted:
+            return
         except (OSError, EOFError) as exc:
             report.error = f"{path}: {exc}"
             return
@@ -184,7 +197,9 @@ def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport,
         reader = make_reader(found, path, ctx, default_ts=_mtime(path))
         lineno = 1
         try:
-            for lines, _span in read_chunks(stream):
+            chunks = read_chunks(stream)
+            while (chunk := _next_chunk(chunks, interruption)) is not None:
+                lines = chunk[0]
                 feed(reader, lines, lineno, pipeline, sink)
                 lineno += len(lines)
                 if stop():
@@ -193,6 +208,35 @@ def _read_one(path: str, explicit: bool, fmt: str | None, report: LogFileReport,
             report.error = f"{path}: read error after line {lineno - 1}: {exc}"
         report.lines = lineno - 1
         report.take(reader)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C ended a wait for input."""
+
+
+def _waiting(interruption: Interruption | None, call: Callable[[], T]) -> T:
+    """`call()`, a read that may wait for a silent writer; a Ctrl-C meanwhile ends it (_Interrupted).
+
+    The handler raises only while `waiting` is set, so no line is ever left half-processed.
+    """
+    if interruption is None:
+        return call()
+    interruption.waiting = True
+    try:
+        return call()
+    except KeyboardInterrupt:
+        raise _Interrupted from None
+    finally:
+        interruption.waiting = False
+
+
+def _next_chunk(chunks: Iterator[tuple[list[str], int]],
+                interruption: Interruption | None) -> tuple[list[str], int] | None:
+    """The next chunk of lines; None at the end of the input or on a Ctrl-C while waiting for it."""
+    try:
+        return _waiting(interruption, lambda: next(chunks, None))
+    except _Interrupted:
+        return None
 
 
 def _is_empty(stream: IO[bytes]) -> bool:
