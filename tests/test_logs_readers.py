@@ -501,14 +501,15 @@ def test_cli_output_error_and_ctrl_c(tmp_path):
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "netwatch.cli", "logs", "--format", "jsonl", str(fifo)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with open(fifo, "w") as writer:
-        writer.write("".join(json.dumps(r) + "\n" for r in eve_records()))
-        writer.flush()
+    writer = os.open(fifo, os.O_WRONLY)
+    try:
+        os.write(writer, "".join(json.dumps(r) + "\n" for r in eve_records()).encode())
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        writer.write(json.dumps(eve("dns", {"version": 2, "type": "query", "id": 9, "rrname": NEUTRAL})) + "\n")
-    out, err = proc.communicate(timeout=60)
+        # Ctrl-C ends netwatch's wait for more input at once, with the writer still open.
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
     assert proc.returncode == 1, err
     assert b"interrupted (Ctrl-C)" in err and b"Traceback" not in err
     assert b'"app":"alipay"' in out
