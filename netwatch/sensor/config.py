@@ -142,6 +142,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary file or another encoding is no config
+        raise ConfigError(f"{path}: not a TOML file (not UTF-8 text at byte {exc.start})") from exc
     if isinstance(raw.get("sensor"), dict):  # a [sensor] table is accepted as well as top-level keys
         raw = {**{k: v for k, v in raw.items() if k != "sensor"}, **raw["sensor"]}
     known = set(option_names())
