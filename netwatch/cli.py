@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -64,6 +67,30 @@ class _LazyGroup(click.Group):
             module, attribute = self._lazy[name]
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Write errors on standard output that a command did not handle itself (`> /dev/full`, a closed
+        pipe) end every command the way they end `scan`: one line and status 2, or 141 quietly for a
+        reader that went away (click would exit 1, which here means "found")."""
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS or exc.filename is not None:
+                raise
+            _detach_stdout()  # the interpreter's last flush of the dead stream must not fail again
+            if exc.errno == errno.EPIPE:
+                sys.exit(EXIT_BROKEN_PIPE)
+            fail(f"cannot write standard output: {exc.strerror or exc}")
+
+
+_WRITE_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _detach_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
