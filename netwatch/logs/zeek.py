@@ -113,10 +113,19 @@ def conn_record(ctx: ReadContext, lineno: int, ts: float, uid: str, orig_h: str,
 
 # -- TSV ------------------------------------------------------------------------------------
 
-def _header_value(line: str, separator: str) -> str:
-    """`#separator \\x09` (space after the key) or `#path<TAB>dns`: the value, escapes decoded."""
+def _header_value(line: str, separator: str) -> str | None:
+    """`#separator \\x09` (space after the key) or `#path<TAB>dns`: the value, escapes decoded.
+
+    None for a damaged escape (`\\x9`, `\\xZZ`): the header line is unreadable, not fatal.
+    """
     value = line.split(" ", 1)[-1] if line.startswith("#separator") else line.split(separator, 1)[-1]
-    return bytes(value, "utf-8").decode("unicode_escape") if "\\x" in value else value
+    try:
+        return bytes(value, "utf-8").decode("unicode_escape") if "\\x" in value else value
+    except UnicodeDecodeError:
+        return None
+
+
+_VALUE_HEADERS = ("#separator", "#set_separator", "#empty_field", "#unset_field", "#path")
 
 
 class ZeekTsvReader(LogReader):
@@ -135,23 +144,28 @@ class ZeekTsvReader(LogReader):
         self._row: Callable[[list[str], int, Out], None] | None = None
         self._width = 0
 
-    def _header(self, line: str) -> None:
+    def _header(self, line: str) -> bool:
+        """Apply one header line; False when it is damaged (the settings stay as they were)."""
         key = line.split(self.separator if not line.startswith("#separator") else " ", 1)[0]
+        value = _header_value(line, self.separator) if key in _VALUE_HEADERS else ""
+        if value is None or (key == "#separator" and not value):
+            return False
         if key == "#separator":
-            self.separator = _header_value(line, self.separator)
+            self.separator = value
         elif key == "#set_separator":
-            self.set_separator = _header_value(line, self.separator)
+            self.set_separator = value
         elif key == "#empty_field":
-            self.empty = _header_value(line, self.separator)
+            self.empty = value
         elif key == "#unset_field":
-            self.unset = _header_value(line, self.separator)
+            self.unset = value
         elif key == "#path":
-            self.path = _header_value(line, self.separator)
+            self.path = value
             self._row = None
         elif key == "#fields":
             self.fields = line.split(self.separator)[1:]
             self._width = len(self.fields)
             self._row = self._make_row()
+        return True
 
     def read(self, lines: list[str], first_lineno: int, out: Out) -> None:
         separator = self.separator
@@ -161,7 +175,8 @@ class ZeekTsvReader(LogReader):
             if not line:
                 continue
             if line[0] == "#":
-                self._header(line)
+                if not self._header(line):
+                    self.bad_line(lineno, line)
                 separator = self.separator
                 continue
             row = self._row
