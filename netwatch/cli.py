@@ -180,7 +180,7 @@ def scan(inputs: tuple[str, ...], fmt: str | None, emit_all: bool, output: str |
     except ValueError as exc:
         fail(str(exc))
     try:
-        out = open_output(output)
+        out = open_output(output, inputs)
     except OutputError as exc:
         fail(str(exc))
 

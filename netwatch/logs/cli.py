@@ -101,7 +101,7 @@ def logs(inputs: tuple[str, ...], fmt: str | None, input_format: str | None, emi
     try:
         pipeline = Pipeline(sigset, min_confidence=min_confidence, emit_all=emit_all,
                             observer=default_observer("analyzer"))
-        out = open_output(output)
+        out = open_output(output, inputs)
     except (ValueError, OutputError) as exc:
         fail(str(exc))
     try:

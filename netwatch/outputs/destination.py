@@ -9,8 +9,11 @@ read errors of its inputs (which are OSErrors) cannot mistake it for one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
+from collections.abc import Sequence
 from typing import IO
 
 # Output files may name devices and people: readable by the owner and the group, not the world.
@@ -69,12 +72,32 @@ class Output:
             os.close(devnull)
 
 
-def open_output(path: str | None) -> Output:
-    """`path` truncated or created (mode OUTPUT_FILE_MODE minus the umask), or standard output for None."""
+def open_output(path: str | None, inputs: Sequence[str] = ()) -> Output:
+    """`path` truncated or created (mode OUTPUT_FILE_MODE minus the umask), or standard output for None.
+
+    A path that is one of `inputs` (`scan x.pcap -o x.pcap`) is refused: truncating it would destroy
+    the input before a byte of it is read.
+    """
     if path is None or path == "-":
         return Output(sys.stdout, STANDARD_OUTPUT, owned=False)
+    if _same_file_as_an_input(path, inputs):
+        raise OutputError(path, OSError(errno.EEXIST, "it is also an input (it would be emptied before it is read)"))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, OUTPUT_FILE_MODE)
     except OSError as exc:
         raise OutputError(path, exc) from None
     return Output(os.fdopen(fd, "w", encoding="utf-8", newline=""), path, owned=True)
+
+
+def _same_file_as_an_input(path: str, inputs: Sequence[str]) -> bool:
+    try:
+        target = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(target.st_mode):
+        return False
+    for item in inputs:
+        with contextlib.suppress(OSError):
+            if item != "-" and os.path.samestat(os.stat(item), target):
+                return True
+    return False
