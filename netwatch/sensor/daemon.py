@@ -632,7 +632,10 @@ class Sensor:
             self.forwarders.close()
             self.forwarders = None
         if self.output is not None and self.output is not sys.stdout:
-            self.output.close()
+            try:
+                self.output.close()
+            except OSError as exc:  # the last buffered alerts cannot be written (full disk): say so, go on
+                self.error("cannot write output", key="output-close", error=str(exc), output=self.cfg.output)
         self.output = None
         if self.db is not None:
             self.db.close()
