@@ -14,6 +14,7 @@ import io
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,16 +277,30 @@ def _open_text(path: str) -> IO[str]:
         raise ReportInputError(f"{path}: {exc.strerror or exc}") from exc
 
 
+def _bounded_lines(handle: IO[str], limit: int) -> Iterator[str | None]:
+    """The lines of `handle`, None for one longer than `limit` characters (its rest is read and dropped).
+
+    Memory stays bounded whatever the input: /dev/zero or a binary file has no line ends at all.
+    """
+    while line := handle.readline(limit + 1):
+        if len(line) <= limit or line.endswith("\n"):
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = handle.readline(limit + 1)
+        yield None
+
+
 def read_jsonl(collector: Collector, path: str) -> None:
     """Events from a `netwatch scan`/`logs`/`sensor` jsonl file ('-' = stdin, .gz is fine)."""
     collector.data.sources.append("standard input" if path == "-" else path)
     try:
         with _open_text(path) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_BYTES:
+            for number, line in enumerate(_bounded_lines(handle, MAX_LINE_BYTES), 1):
+                if line is None:
                     collector.skip(f"{path}:{number}", "line too long for an event")
+                    continue
+                if not line.strip():
                     continue
                 try:
                     event = json.loads(line)
