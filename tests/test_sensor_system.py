@@ -336,9 +336,14 @@ def test_sensor_end_to_end_reload_restart(testnet: NetnsPair, tmp_path: Path) ->
     assert ev_file.exists() and ev_file.stat().st_size > 24
     assert DNS_NAME.split(".")[0].encode() in ev_file.read_bytes()
 
-    # 2. metrics endpoint
-    text = _metrics(testnet, 9464)
-    seen = float(re.search(r"^netwatch_packets_seen_total (\S+)$", text, re.M).group(1))
+    # 2. metrics endpoint (workers report their capture counters periodically: wait for the first report)
+    deadline = time.monotonic() + 20
+    while True:
+        text = _metrics(testnet, 9464)
+        seen = float(re.search(r"^netwatch_packets_seen_total (\S+)$", text, re.M).group(1))
+        if seen > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert seen > 0
     assert re.search(r'^netwatch_detections_total\{app="alipay"\} [1-9]', text, re.M)
     assert "netwatch_kernel_drops_total 0.0" in text
